@@ -1,0 +1,28 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Runs the kcm-rs selftests (inside the VM) and ends with one line
+# "N passed, M failed". Exit status 0 only when nothing failed.
+# Usage: run_tests.sh [DIR]   (DIR holds the test programs; default: this dir)
+dir=${1:-$(dirname "$0")}
+pass=0 fail=0
+for t in kcm_socket kcm_module; do
+	echo "# === $t (provider ${KCM_PROVIDER:-?})"
+	"$dir/$t" >/tmp/$t.tap 2>&1
+	rc=$?
+	cat /tmp/$t.tap
+	totals=$(grep '^# Totals:' /tmp/$t.tap | tail -n 1)
+	if [ -z "$totals" ]; then
+		echo "# $t did not finish (exit $rc)"
+		fail=$((fail + 1))
+		continue
+	fi
+	# "# Totals: pass:N fail:N xfail:N xpass:N skip:N error:N"
+	field() { echo "$totals" | tr ' ' '\n' | sed -n "s/^$1:\([0-9]*\)$/\1/p"; }
+	p=$(field pass) f=$(field fail) x=$(field xfail) xp=$(field xpass) e=$(field error)
+	# An expected failure counts as passed; an unexpected pass does not.
+	pass=$((pass + p + x))
+	fail=$((fail + f + e + xp))
+	[ "$rc" = 0 ] || [ "$f$e$xp" != 000 ] || { echo "# $t exited $rc"; fail=$((fail + 1)); }
+done
+echo "selftests: $pass passed, $fail failed"
+[ "$fail" = 0 ]
