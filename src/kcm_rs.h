@@ -37,6 +37,7 @@ void kcmrs_spin_lock_bh(spinlock_t *lock);
 void kcmrs_spin_unlock_bh(spinlock_t *lock);
 
 struct net *kcmrs_sock_net(const struct sock *sk);
+void kcmrs_sock_set_state(struct sock *sk, int state);
 void kcmrs_sock_orphan(struct sock *sk);
 void kcmrs_sock_put(struct sock *sk);
 void kcmrs_module_get(struct module *owner);

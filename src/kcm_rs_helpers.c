@@ -20,6 +20,11 @@ struct net *kcmrs_sock_net(const struct sock *sk)
 	return sock_net(sk);
 }
 
+void kcmrs_sock_set_state(struct sock *sk, int state)
+{
+	sk->sk_state = state;
+}
+
 void kcmrs_sock_orphan(struct sock *sk)
 {
 	sock_orphan(sk);

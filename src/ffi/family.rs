@@ -121,7 +121,7 @@ unsafe fn install_sock(sock: *mut b::socket, sk: *mut b::sock, kcm: KBox<KcmSock
     unsafe {
         b::sock_init_data(sock, sk);
         // datagram_poll reports EPOLLHUP on a SOCK_SEQPACKET socket that is not established.
-        (*sk).__sk_common.skc_state = b::TCP_ESTABLISHED as u8;
+        b::kcmrs_sock_set_state(sk, b::TCP_ESTABLISHED as i32);
         (*sk.cast::<b::kcmrs_sock>()).kcm = KBox::into_raw(kcm).cast();
     }
 }

@@ -114,33 +114,11 @@ set +e
 timeout --foreground "$timeout" qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 2048 \
 	-nographic -no-reboot -kernel "$tree/arch/x86/boot/bzImage" -initrd "$work/initramfs.gz" \
 	-append "console=ttyS0 loglevel=4 panic=-1 oops=panic rdinit=/init" </dev/null 2>&1 |
-	tr -d '\r' | tee "$out" | sed -n '/KCMRS-KMEMLEAK-BEGIN/q;p'
+	tr -d '\r' | tee "$out" | sed '/^KCMRS-KMEMLEAK-BEGIN$/,$d'
 set -e
 
-fail=0
 rc=$(sed -n 's/^KCMRS-EXIT: \([0-9]*\)$/\1/p' "$out" | tail -n1)
-if [ -z "$rc" ]; then
-	echo "run.sh: the guest did not finish (panic, hang or timeout after ${timeout}s)" >&2
-	rc=1 fail=1
+if ! "$here/log-check.sh" "$out"; then
+	[ -n "$rc" ] && [ "$rc" != 0 ] || rc=1
 fi
-grep -q KCMRS-LOAD-FAILED "$out" && { echo "run.sh: loading $modname failed" >&2; fail=1; }
-grep -q KCMRS-RMMOD-FAILED "$out" && { echo "run.sh: unloading $modname failed" >&2; fail=1; }
-
-leaks=$(sed -n '/^KCMRS-KMEMLEAK-BEGIN$/,/^KCMRS-KMEMLEAK-END$/p' "$out" | sed '1d;$d')
-if [ -n "$leaks" ]; then
-	echo "run.sh: kmemleak report:" >&2
-	echo "$leaks" >&2
-	fail=1
-fi
-# A report anywhere in the kernel log (the dmesg dump, or the console when the
-# guest died before it) fails the run.
-reports='BUG:|WARNING:|KASAN|UBSAN|Oops|Kernel panic|general protection|possible recursive locking|possible circular locking|inconsistent lock state|suspicious RCU usage|INFO: task .* blocked|sleeping function called from invalid context|list_(add|del) corruption|ODEBUG:|refcount_t:|rust_panic|panicked at|kmemleak: [0-9]+ new suspected'
-kernel_log=$(sed -n '/^KCMRS-DMESG-BEGIN$/,/^KCMRS-DMESG-END$/p' "$out")
-[ -n "$kernel_log" ] || kernel_log=$(cat "$out")
-if echo "$kernel_log" | grep -E -q "$reports"; then
-	echo "run.sh: kernel report in the guest log:" >&2
-	echo "$kernel_log" | grep -E -A40 "$reports" | head -n 120 >&2
-	fail=1
-fi
-if [ "$fail" != 0 ] && [ "$rc" = 0 ]; then rc=1; fi
-exit "$rc"
+exit "${rc:-1}"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# make demo: set-up, the release kernel, kcm_rs.ko; boot a VM, load the
+# module and run the samples/ program against it.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+export PATH="$HOME/.cargo/bin:$PATH"
+
+"$here/setup.sh"
+tree=$("$here/build-kernel.sh" release)
+out="$top/build/release"
+mkdir -p "$out/src" "$out/samples"
+cp -a "$top/Kbuild" "$out/"
+cp -a "$top"/src/*.rs "$top"/src/*.h "$top"/src/*.c "$top/src/ffi" "$out/src/"
+make -C "$tree" M="$out" LLVM=-19 modules >"$out/build.log" 2>&1 || { cat "$out/build.log"; exit 1; }
+make -s -C "$top/samples" OUT="$out/samples"
+
+echo "demo: booting $(basename "$tree") with kcm_rs.ko"
+"$here/vm/run.sh" --kernel "$tree" --provider rs --module "$out/kcm_rs.ko" \
+	--add "$out/samples" --timeout 600 --log "$out/vm-demo.log" -- 'samples/kcm_tour' |
+	grep -v '^KCMRS-'
