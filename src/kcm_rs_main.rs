@@ -37,7 +37,7 @@ struct KcmRsModule {
 impl kernel::Module for KcmRsModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let family = ffi::family::FamilyRegistration::register()?;
-        pr_info!("kcm_rs: AF_KCM registered\n");
+        pr_info!("AF_KCM registered\n");
         Ok(Self { _family: family })
     }
 }

@@ -48,7 +48,7 @@ impl NetState {
     pub(crate) fn namespace_exit(&self) {
         let left = self.mux_count();
         if left != 0 {
-            pr_err!("kcm_rs: namespace exit with {} multiplexors left\n", left);
+            pr_err!("namespace exit with {} multiplexors left\n", left);
         }
     }
 }
