@@ -114,7 +114,7 @@ set +e
 timeout --foreground "$timeout" qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 2048 \
 	-nographic -no-reboot -kernel "$tree/arch/x86/boot/bzImage" -initrd "$work/initramfs.gz" \
 	-append "console=ttyS0 loglevel=4 panic=-1 oops=panic rdinit=/init" </dev/null 2>&1 |
-	tr -d '\r' | tee "$out" | sed '/^KCMRS-KMEMLEAK-BEGIN$/,$d'
+	tr -d '\r' | tee "$out" | sed '/^KCMRS-\(KMEMLEAK\|DMESG\)-BEGIN$/,$d'
 set -e
 
 rc=$(sed -n 's/^KCMRS-EXIT: \([0-9]*\)$/\1/p' "$out" | tail -n1)
