@@ -7,10 +7,16 @@
 //! logic ([`crate::kcm_sock`], [`crate::mux`], [`crate::net_state`]).
 
 pub(crate) mod bindings;
+pub(crate) mod bpf;
 pub(crate) mod errno;
 pub(crate) mod family;
+pub(crate) mod kcm_sk;
+pub(crate) mod msg;
 pub(crate) mod pernet;
+pub(crate) mod skb;
+pub(crate) mod stream;
 pub(crate) mod user;
+pub(crate) mod workqueue;
 
 use core::cell::UnsafeCell;
 

@@ -9,7 +9,10 @@
 #ifndef KCM_RS_H
 #define KCM_RS_H
 
+#include <linux/bpf.h>
 #include <linux/errno.h>
+#include <linux/filter.h>
+#include <linux/workqueue.h>
 #include <linux/file.h>
 #include <linux/module.h>
 #include <linux/net.h>
@@ -21,6 +24,7 @@
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 #include <net/sock.h>
+#include <net/tcp.h>
 #include <net/tcp_states.h>
 #include <uapi/linux/kcm.h>
 
@@ -45,5 +49,71 @@ void **kcmrs_net_generic(const struct net *net, unsigned int id);
 int kcmrs_copy_from_sockptr(void *dst, sockptr_t src, size_t size);
 size_t kcmrs_copy_to_iter(const void *src, size_t len, struct iov_iter *to);
 bool kcmrs_sockptr_is_null(sockptr_t ptr);
+
+/* The receive state kcm-rs keeps in skb->cb of a queued message. */
+struct kcmrs_rx_cb {
+	/* Bytes of the message already returned by SOCK_SEQPACKET reads. */
+	u32 offset;
+};
+
+/* Callbacks of an attached socket, saved at attach and restored at unattach. */
+struct kcmrs_saved_callbacks {
+	void (*data_ready)(struct sock *sk);
+	void (*state_change)(struct sock *sk);
+};
+
+/* struct sock fields (struct sock is opaque to Rust). */
+int kcmrs_sk_family(const struct sock *sk);
+int kcmrs_sk_protocol(const struct sock *sk);
+int kcmrs_sk_type(const struct sock *sk);
+int kcmrs_sk_state(const struct sock *sk);
+int kcmrs_sk_rcvbuf(const struct sock *sk);
+int kcmrs_sk_sndbuf(const struct sock *sk);
+int kcmrs_sk_rmem_alloc(const struct sock *sk);
+int kcmrs_sk_err(const struct sock *sk);
+int kcmrs_sk_stream_wspace(const struct sock *sk);
+long kcmrs_sk_rcvtimeo(const struct sock *sk);
+long kcmrs_sock_rcvtimeo(const struct sock *sk, bool noblock);
+long kcmrs_sock_sndtimeo(const struct sock *sk, bool noblock);
+bool kcmrs_sk_has_sleeper(struct sock *sk);
+void kcmrs_sk_report_error(struct sock *sk, int err);
+void kcmrs_sk_data_ready(struct sock *sk);
+void kcmrs_lock_sock(struct sock *sk);
+struct sk_buff_head *kcmrs_sk_receive_queue(struct sock *sk);
+
+/* Callbacks of an attached socket, under sk_callback_lock. */
+int kcmrs_sk_take_callbacks(struct sock *sk, void *user_data,
+			    void (*data_ready)(struct sock *sk),
+			    void (*state_change)(struct sock *sk),
+			    struct kcmrs_saved_callbacks *saved);
+void kcmrs_sk_restore_callbacks(struct sock *sk,
+				const struct kcmrs_saved_callbacks *saved);
+void *kcmrs_sk_user_data_lock(struct sock *sk);
+void kcmrs_sk_user_data_unlock(struct sock *sk);
+void kcmrs_sk_call_saved(void (*callback)(struct sock *sk), struct sock *sk);
+
+/* Sockets, files, BPF and reading an attached socket. */
+struct socket *kcmrs_sockfd_lookup(int fd, int *err);
+struct bpf_prog *kcmrs_bpf_prog_get_socket_filter(int fd);
+u32 kcmrs_bpf_prog_run(const struct bpf_prog *prog, struct sk_buff *skb);
+int kcmrs_read_sock(struct socket *sock, read_descriptor_t *desc,
+		    sk_read_actor_t actor);
+
+/* sk_buff (opaque to Rust). */
+struct sk_buff *kcmrs_alloc_skb(unsigned int size);
+unsigned int kcmrs_skb_len(const struct sk_buff *skb);
+unsigned int kcmrs_skb_tailroom(const struct sk_buff *skb);
+void *kcmrs_skb_put(struct sk_buff *skb, unsigned int len);
+struct kcmrs_rx_cb *kcmrs_skb_rx_cb(struct sk_buff *skb);
+struct sk_buff *kcmrs_skb_peek(struct sk_buff_head *queue);
+struct sk_buff *kcmrs_skb_dequeue(struct sk_buff_head *queue);
+void kcmrs_skb_set_owner_r(struct sk_buff *skb, struct sock *sk);
+void kcmrs_skb_orphan(struct sk_buff *skb);
+void kcmrs_kfree_skb(struct sk_buff *skb);
+size_t kcmrs_copy_from_iter(void *dst, size_t len, struct iov_iter *from);
+size_t kcmrs_msg_data_left(const struct msghdr *msg);
+
+/* A workqueue of kcm-rs's own: module exit drains it. */
+struct workqueue_struct *kcmrs_alloc_workqueue(void);
 
 #endif /* KCM_RS_H */

@@ -59,3 +59,228 @@ bool kcmrs_sockptr_is_null(sockptr_t ptr)
 {
 	return sockptr_is_null(ptr);
 }
+
+int kcmrs_sk_family(const struct sock *sk)
+{
+	return sk->sk_family;
+}
+
+int kcmrs_sk_protocol(const struct sock *sk)
+{
+	return sk->sk_protocol;
+}
+
+int kcmrs_sk_type(const struct sock *sk)
+{
+	return sk->sk_type;
+}
+
+int kcmrs_sk_state(const struct sock *sk)
+{
+	return READ_ONCE(sk->sk_state);
+}
+
+int kcmrs_sk_rcvbuf(const struct sock *sk)
+{
+	return READ_ONCE(sk->sk_rcvbuf);
+}
+
+int kcmrs_sk_sndbuf(const struct sock *sk)
+{
+	return READ_ONCE(sk->sk_sndbuf);
+}
+
+int kcmrs_sk_rmem_alloc(const struct sock *sk)
+{
+	return sk_rmem_alloc_get(sk);
+}
+
+int kcmrs_sk_err(const struct sock *sk)
+{
+	return READ_ONCE(sk->sk_err);
+}
+
+int kcmrs_sk_stream_wspace(const struct sock *sk)
+{
+	return sk_stream_wspace(sk);
+}
+
+long kcmrs_sk_rcvtimeo(const struct sock *sk)
+{
+	return READ_ONCE(sk->sk_rcvtimeo);
+}
+
+long kcmrs_sock_rcvtimeo(const struct sock *sk, bool noblock)
+{
+	return sock_rcvtimeo(sk, noblock);
+}
+
+long kcmrs_sock_sndtimeo(const struct sock *sk, bool noblock)
+{
+	return sock_sndtimeo(sk, noblock);
+}
+
+bool kcmrs_sk_has_sleeper(struct sock *sk)
+{
+	bool ret;
+
+	rcu_read_lock();
+	ret = skwq_has_sleeper(rcu_dereference(sk->sk_wq));
+	rcu_read_unlock();
+	return ret;
+}
+
+void kcmrs_sk_report_error(struct sock *sk, int err)
+{
+	WRITE_ONCE(sk->sk_err, err);
+	sk_error_report(sk);
+}
+
+void kcmrs_sk_data_ready(struct sock *sk)
+{
+	sk->sk_data_ready(sk);
+}
+
+void kcmrs_lock_sock(struct sock *sk)
+{
+	lock_sock(sk);
+}
+
+struct sk_buff_head *kcmrs_sk_receive_queue(struct sock *sk)
+{
+	return &sk->sk_receive_queue;
+}
+
+int kcmrs_sk_take_callbacks(struct sock *sk, void *user_data,
+			    void (*data_ready)(struct sock *sk),
+			    void (*state_change)(struct sock *sk),
+			    struct kcmrs_saved_callbacks *saved)
+{
+	write_lock_bh(&sk->sk_callback_lock);
+	/* Another user (KCM, sockmap, a ULP, ...) has the socket. */
+	if (sk->sk_user_data) {
+		write_unlock_bh(&sk->sk_callback_lock);
+		return -EALREADY;
+	}
+	saved->data_ready = sk->sk_data_ready;
+	saved->state_change = sk->sk_state_change;
+	sk->sk_user_data = user_data;
+	WRITE_ONCE(sk->sk_data_ready, data_ready);
+	sk->sk_state_change = state_change;
+	write_unlock_bh(&sk->sk_callback_lock);
+	return 0;
+}
+
+void kcmrs_sk_restore_callbacks(struct sock *sk,
+				const struct kcmrs_saved_callbacks *saved)
+{
+	write_lock_bh(&sk->sk_callback_lock);
+	sk->sk_user_data = NULL;
+	WRITE_ONCE(sk->sk_data_ready, saved->data_ready);
+	sk->sk_state_change = saved->state_change;
+	write_unlock_bh(&sk->sk_callback_lock);
+}
+
+void *kcmrs_sk_user_data_lock(struct sock *sk)
+{
+	read_lock_bh(&sk->sk_callback_lock);
+	return sk->sk_user_data;
+}
+
+void kcmrs_sk_user_data_unlock(struct sock *sk)
+{
+	read_unlock_bh(&sk->sk_callback_lock);
+}
+
+void kcmrs_sk_call_saved(void (*callback)(struct sock *sk), struct sock *sk)
+{
+	callback(sk);
+}
+
+struct socket *kcmrs_sockfd_lookup(int fd, int *err)
+{
+	return sockfd_lookup(fd, err);
+}
+
+struct bpf_prog *kcmrs_bpf_prog_get_socket_filter(int fd)
+{
+	return bpf_prog_get_type(fd, BPF_PROG_TYPE_SOCKET_FILTER);
+}
+
+u32 kcmrs_bpf_prog_run(const struct bpf_prog *prog, struct sk_buff *skb)
+{
+	/* The program runs with migration disabled, as bpf_prog_run requires. */
+	return bpf_prog_run_pin_on_cpu(prog, skb);
+}
+
+int kcmrs_read_sock(struct socket *sock, read_descriptor_t *desc,
+		    sk_read_actor_t actor)
+{
+	return sock->ops->read_sock(sock->sk, desc, actor);
+}
+
+struct sk_buff *kcmrs_alloc_skb(unsigned int size)
+{
+	return alloc_skb(size, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+}
+
+unsigned int kcmrs_skb_len(const struct sk_buff *skb)
+{
+	return skb->len;
+}
+
+unsigned int kcmrs_skb_tailroom(const struct sk_buff *skb)
+{
+	return skb_tailroom(skb);
+}
+
+void *kcmrs_skb_put(struct sk_buff *skb, unsigned int len)
+{
+	return skb_put(skb, len);
+}
+
+struct kcmrs_rx_cb *kcmrs_skb_rx_cb(struct sk_buff *skb)
+{
+	BUILD_BUG_ON(sizeof(struct kcmrs_rx_cb) > sizeof(skb->cb));
+	return (struct kcmrs_rx_cb *)skb->cb;
+}
+
+struct sk_buff *kcmrs_skb_peek(struct sk_buff_head *queue)
+{
+	return skb_peek(queue);
+}
+
+struct sk_buff *kcmrs_skb_dequeue(struct sk_buff_head *queue)
+{
+	return skb_dequeue(queue);
+}
+
+void kcmrs_skb_set_owner_r(struct sk_buff *skb, struct sock *sk)
+{
+	skb_set_owner_r(skb, sk);
+}
+
+void kcmrs_kfree_skb(struct sk_buff *skb)
+{
+	kfree_skb(skb);
+}
+
+size_t kcmrs_copy_from_iter(void *dst, size_t len, struct iov_iter *from)
+{
+	return copy_from_iter(dst, len, from);
+}
+
+size_t kcmrs_msg_data_left(const struct msghdr *msg)
+{
+	return msg_data_left(msg);
+}
+
+struct workqueue_struct *kcmrs_alloc_workqueue(void)
+{
+	return alloc_workqueue("kcm_rs", WQ_UNBOUND, 0);
+}
+
+void kcmrs_skb_orphan(struct sk_buff *skb)
+{
+	skb_orphan(skb);
+}

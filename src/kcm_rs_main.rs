@@ -17,9 +17,11 @@
 use kernel::prelude::*;
 
 mod ffi;
+mod framer;
 mod kcm_sock;
 mod mux;
 mod net_state;
+mod psock;
 
 module! {
     type: KcmRsModule,
@@ -31,13 +33,19 @@ module! {
 }
 
 struct KcmRsModule {
+    // Dropped in this order: no socket exists at exit, then queued work drains.
     _family: ffi::family::FamilyRegistration,
+    _queue: ffi::workqueue::OwnedQueue,
 }
 
 impl kernel::Module for KcmRsModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        let queue = ffi::workqueue::OwnedQueue::create()?;
         let family = ffi::family::FamilyRegistration::register()?;
         pr_info!("AF_KCM registered\n");
-        Ok(Self { _family: family })
+        Ok(Self {
+            _family: family,
+            _queue: queue,
+        })
     }
 }

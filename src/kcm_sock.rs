@@ -2,11 +2,17 @@
 
 //! [`KcmSock`]: the state of one KCM socket, and the socket calls that act on it.
 
+use crate::ffi::bindings as b;
+use crate::ffi::bpf::BpfProg;
 use crate::ffi::errno::{enoprotoopt, eopnotsupp};
+use crate::ffi::kcm_sk::KcmSk;
+use crate::ffi::msg::{RecvMsg, SendMsg};
+use crate::ffi::stream::{StreamSocket, Unattachable};
 use crate::mux::Mux;
 use crate::net_state::NetState;
+use crate::psock::{Psock, TxError};
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, Mutex};
 
 /// Options of level SOL_KCM.
 #[derive(Clone, Copy)]
@@ -25,49 +31,104 @@ impl SockOption {
     }
 }
 
+/// The message a socket is building from sends.
+struct KcmTx {
+    /// Bytes of the message so far (SOCK_SEQPACKET until MSG_EOR, SOCK_DGRAM with MSG_MORE).
+    pending: KVVec<u8>,
+    /// The psock reserved by a batch of messages (MSG_BATCH), corked until the batch ends.
+    batch: Option<Arc<Psock>>,
+}
+
+/// How a receive call wants its message.
+pub(crate) struct RecvFlags {
+    pub(crate) nonblock: bool,
+    pub(crate) peek: bool,
+}
+
 /// One KCM socket: a member of a multiplexor.
+#[pin_data(PinnedDrop)]
 pub(crate) struct KcmSock {
     mux: Arc<Mux>,
     index: u32,
+    sk: KcmSk,
+    seqpacket: bool,
+    /// Serialises the senders of this socket: one message is built at a time.
+    #[pin]
+    tx: Mutex<KcmTx>,
 }
 
 impl KcmSock {
     /// The first socket of a new multiplexor in `net` (`socket(AF_KCM, ...)`).
-    pub(crate) fn new_multiplexor(net: Arc<NetState>) -> Result<KBox<Self>> {
-        Self::join(Mux::new(net)?)
+    pub(crate) fn new_multiplexor(
+        net: Arc<NetState>,
+        sk: KcmSk,
+        seqpacket: bool,
+    ) -> Result<Arc<Self>> {
+        Self::join(Mux::new(net)?, sk, seqpacket)
     }
 
     /// Another socket on this socket's multiplexor (SIOCKCMCLONE).
-    pub(crate) fn new_member(&self) -> Result<KBox<Self>> {
-        Self::join(self.mux.clone())
+    pub(crate) fn new_member(&self, sk: KcmSk) -> Result<Arc<Self>> {
+        Self::join(self.mux.clone(), sk, self.seqpacket)
     }
 
-    fn join(mux: Arc<Mux>) -> Result<KBox<Self>> {
-        let index = mux.join()?;
-        // If the allocation fails, the value is dropped and so leaves the multiplexor again.
-        Ok(KBox::new(Self { mux, index }, GFP_KERNEL)?)
+    fn join(mux: Arc<Mux>, sk: KcmSk, seqpacket: bool) -> Result<Arc<Self>> {
+        let index = mux.join(sk)?;
+        let member_of = mux.clone();
+        // If the allocation fails, the partly built value is dropped, and a `Mux` member is
+        // left behind: undo it here.
+        Arc::pin_init(
+            pin_init!(Self {
+                mux: member_of,
+                index,
+                sk,
+                seqpacket,
+                tx <- kernel::new_mutex!(
+                    KcmTx {
+                        pending: KVVec::new(),
+                        batch: None,
+                    },
+                    "KcmSock::tx"
+                ),
+            }),
+            GFP_KERNEL,
+        )
+        .inspect_err(|_| mux.leave(index))
     }
 
-    /// The socket is closed.
-    pub(crate) fn release(self: KBox<Self>) {
-        drop(self);
-    }
-
-    /// SIOCKCMATTACH.
-    pub(crate) fn attach(&self, _fd: i32, _bpf_fd: i32) -> Result {
-        // Attaching TCP sockets arrives with the data path.
-        Err(eopnotsupp())
+    /// SIOCKCMATTACH: errnos as net/kcm.
+    pub(crate) fn attach(&self, fd: i32, bpf_fd: i32) -> Result {
+        let stream = StreamSocket::lookup(fd).map_err(|why| match why {
+            Unattachable::NotASocket => ENOENT,
+            Unattachable::NoSock => EINVAL,
+        })?;
+        let prog = BpfProg::get_socket_filter(bpf_fd)?;
+        {
+            let _guard = stream.lock();
+            // TCP over IPv4 or IPv6, connected or connecting; not a listener, not closed.
+            if !stream.is_tcp() || stream.is_listening_or_closed() {
+                return Err(eopnotsupp());
+            }
+        }
+        self.mux.attach(stream, prog)
     }
 
     /// SIOCKCMUNATTACH: ENOENT unless `fd` is a socket attached to this multiplexor.
-    pub(crate) fn unattach(&self, _fd: i32) -> Result {
-        // Nothing can be attached before the data path lands.
-        Err(ENOENT)
+    pub(crate) fn unattach(&self, fd: i32) -> Result {
+        let stream = StreamSocket::lookup(fd).map_err(|why| match why {
+            Unattachable::NotASocket => ENOENT,
+            Unattachable::NoSock => EINVAL,
+        })?;
+        self.mux.unattach(&stream)
     }
 
     pub(crate) fn set_option(&self, option: SockOption, value: i32) -> Result {
         match option {
-            SockOption::RecvDisable => self.mux.set_recv_disabled(self.index, value != 0),
+            SockOption::RecvDisable => {
+                // No read of this socket is under way while its queue moves elsewhere.
+                let _guard = self.sk.lock();
+                self.mux.set_recv_disabled(self.index, value != 0);
+            }
         }
         Ok(())
     }
@@ -77,10 +138,127 @@ impl KcmSock {
             SockOption::RecvDisable => self.mux.recv_disabled(self.index).into(),
         }
     }
+
+    /// recvmsg: one message (SOCK_DGRAM: truncated to `len`, the rest dropped, MSG_TRUNC), or
+    /// for SOCK_SEQPACKET the next `len` bytes of it, MSG_EOR with its last byte.
+    pub(crate) fn recv(&self, out: &mut RecvMsg, len: usize, flags: RecvFlags) -> Result<usize> {
+        let mut timeo = self.sk.rcvtimeo(flags.nonblock);
+        loop {
+            let guard = self.sk.lock();
+            if let Some(mut msg) = self.sk.peek(&guard) {
+                let offset = msg.read_offset();
+                let remaining = msg.len() - offset;
+                let n = len.min(remaining);
+                out.copy_from(&msg, offset, n)?;
+                if flags.peek {
+                    return Ok(n);
+                }
+                if n < remaining && self.seqpacket {
+                    msg.set_read_offset(offset + n);
+                    return Ok(n);
+                }
+                out.set_end_of_message(n < remaining);
+                self.sk.consume_head(&guard);
+                drop(guard);
+                self.mux.room_available();
+                return Ok(n);
+            }
+            drop(guard);
+            if timeo == 0 {
+                return Err(EAGAIN);
+            }
+            self.sk.wait_for_message(&mut timeo)?;
+        }
+    }
+
+    /// sendmsg: adds the data to the message being built; a send that ends it (SOCK_DGRAM
+    /// without MSG_MORE, SOCK_SEQPACKET with MSG_EOR) sends the whole message on one psock.
+    /// A failed send leaves the message as it was before the call.
+    pub(crate) fn send(
+        &self,
+        input: &mut SendMsg,
+        nonblock: bool,
+        sndtimeo: isize,
+    ) -> Result<usize> {
+        let flags = input.flags();
+        let ends_message = if self.seqpacket {
+            flags & b::MSG_EOR != 0
+        } else {
+            flags & b::MSG_MORE == 0
+        };
+        let batch = flags & b::MSG_BATCH != 0;
+        let n = input.len();
+        let mut tx = self.tx.lock();
+        let before = tx.pending.len();
+        tx.pending.resize(before + n, 0, GFP_KERNEL_ACCOUNT)?;
+        if let Err(e) = input.copy_to(&mut tx.pending[before..]) {
+            tx.pending.truncate(before);
+            return Err(e);
+        }
+        if !ends_message {
+            return Ok(n);
+        }
+        let mut timeo = sndtimeo;
+        let result = if batch || tx.batch.is_some() {
+            self.send_batched(&mut tx, batch, nonblock, &mut timeo)
+        } else {
+            self.mux.transmit(&tx.pending, nonblock, &mut timeo)
+        };
+        match result {
+            Ok(()) => {
+                tx.pending.clear();
+                Ok(n)
+            }
+            Err(e) => {
+                tx.pending.truncate(before);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends the pending message on the batch's psock; `more` keeps the batch open.
+    fn send_batched(
+        &self,
+        tx: &mut KcmTx,
+        more: bool,
+        nonblock: bool,
+        timeo: &mut isize,
+    ) -> Result {
+        let psock = match tx.batch.take() {
+            Some(psock) => psock,
+            None => self.mux.begin_batch(nonblock, timeo)?,
+        };
+        match psock.send_message(&tx.pending, nonblock) {
+            Ok(()) => {
+                if more {
+                    tx.batch = Some(psock);
+                } else {
+                    self.mux.end_batch(psock);
+                }
+                Ok(())
+            }
+            Err(TxError::WouldBlock) => {
+                tx.batch = Some(psock);
+                Err(EAGAIN)
+            }
+            Err(TxError::Interrupted(e)) => {
+                tx.batch = Some(psock);
+                Err(e)
+            }
+            Err(TxError::Broken) => {
+                self.mux.end_batch(psock);
+                self.mux.transmit(&tx.pending, nonblock, timeo)
+            }
+        }
+    }
 }
 
-impl Drop for KcmSock {
-    fn drop(&mut self) {
+#[pinned_drop]
+impl PinnedDrop for KcmSock {
+    fn drop(self: Pin<&mut Self>) {
+        if let Some(psock) = self.tx.lock().batch.take() {
+            self.mux.end_batch(psock);
+        }
         self.mux.leave(self.index);
     }
 }

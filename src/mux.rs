@@ -1,10 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! [`Mux`]: a multiplexor, shared by the KCM sockets of one `socket()` call and its clones.
+//! [`Mux`]: a multiplexor, shared by the KCM sockets of one `socket()` call and its clones,
+//! and the TCP sockets (psocks) attached to it.
+//!
+//! Receive steering: a whole message goes to one member that can receive (not
+//! KCM_RECV_DISABLE): first one with a waiting reader and nothing queued, otherwise the next,
+//! round robin, whose receive buffer has room. With no such member the message stays with its
+//! psock, which stops reading, or (requeued from a closing or disabled socket) in the
+//! multiplexor's hold queue, until room appears.
 
+use crate::ffi::kcm_sk::KcmSk;
+use crate::ffi::skb::Skb;
 use crate::net_state::NetState;
+use crate::psock::{Psock, TxError};
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
 
 /// One KCM socket as the multiplexor sees it.
 struct Member {
@@ -12,17 +22,80 @@ struct Member {
     index: u32,
     /// KCM_RECV_DISABLE: no message is steered to this socket.
     recv_disabled: bool,
+    sk: KcmSk,
 }
 
-/// The members of a multiplexor, sorted by index.
-struct Members {
-    list: KVec<Member>,
+/// What the multiplexor's lock protects.
+struct MuxState {
+    /// The KCM sockets, sorted by index.
+    members: KVec<Member>,
+    /// The attached psocks, sorted by index.
+    psocks: KVec<Arc<Psock>>,
+    /// Messages that no member could take, oldest first.
+    held: KVec<Skb>,
+    /// Psocks that hold a message no member could take (room reserved for every psock).
+    rx_stalled: KVec<Arc<Psock>>,
+    /// Where the next receive and transmit searches start.
+    next_rx: usize,
+    next_tx: usize,
+    /// The last member left: no psock may be attached any more.
+    closed: bool,
 }
 
-impl Members {
-    fn find(&self, index: u32) -> Option<usize> {
-        self.list.binary_search_by_key(&index, |m| m.index).ok()
+impl MuxState {
+    fn find_member(&self, index: u32) -> Option<usize> {
+        self.members.binary_search_by_key(&index, |m| m.index).ok()
     }
+
+    /// The member the next message goes to, if any can receive.
+    fn pick_receiver(&mut self) -> Option<KcmSk> {
+        let n = self.members.len();
+        let eligible = |m: &Member| !m.recv_disabled;
+        let order = (0..n).map(|i| (self.next_rx + i) % n);
+        let pick = order
+            .clone()
+            .find(|&i| {
+                let m = &self.members[i];
+                eligible(m) && m.sk.has_waiter() && m.sk.queue_is_empty()
+            })
+            .or_else(|| {
+                order
+                    .clone()
+                    .find(|&i| eligible(&self.members[i]) && self.members[i].sk.has_room())
+            })?;
+        self.next_rx = (pick + 1) % n;
+        Some(self.members[pick].sk)
+    }
+
+    /// Hands held messages to members while they can take them.
+    fn drain_held(&mut self) {
+        while !self.held.is_empty() {
+            let Some(sk) = self.pick_receiver() else {
+                return;
+            };
+            if let Ok(msg) = self.held.remove(0) {
+                sk.deliver(msg);
+            }
+        }
+    }
+
+    /// Keeps a message for the next member with room.
+    fn hold(&mut self, msg: Skb) {
+        // On allocation failure the message is dropped: there is no reader to report it to.
+        let _ = self.held.push(msg, GFP_KERNEL);
+    }
+}
+
+/// The lowest index not in `used` (sorted ascending).
+fn lowest_free_index(used: impl Iterator<Item = u32>) -> Result<(usize, u32)> {
+    let mut pos = 0usize;
+    for index in used {
+        if index as usize != pos {
+            break;
+        }
+        pos += 1;
+    }
+    Ok((pos, u32::try_from(pos)?))
 }
 
 /// A multiplexor.
@@ -30,7 +103,10 @@ impl Members {
 pub(crate) struct Mux {
     net: Arc<NetState>,
     #[pin]
-    members: Mutex<Members>,
+    state: Mutex<MuxState>,
+    /// Senders wait here for a psock to become free or to be attached.
+    #[pin]
+    psock_free: CondVar,
 }
 
 impl Mux {
@@ -40,7 +116,19 @@ impl Mux {
         let mux = Arc::pin_init(
             pin_init!(Self {
                 net: mux_net,
-                members <- kernel::new_mutex!(Members { list: KVec::new() }, "Mux::members"),
+                state <- kernel::new_mutex!(
+                    MuxState {
+                        members: KVec::new(),
+                        psocks: KVec::new(),
+                        held: KVec::new(),
+                        rx_stalled: KVec::new(),
+                        next_rx: 0,
+                        next_tx: 0,
+                        closed: false,
+                    },
+                    "Mux::state"
+                ),
+                psock_free <- kernel::new_condvar!("Mux::psock_free"),
             }),
             GFP_KERNEL,
         )?;
@@ -48,56 +136,221 @@ impl Mux {
         Ok(mux)
     }
 
-    /// Adds a socket; returns its index.
-    pub(crate) fn join(&self) -> Result<u32> {
-        let mut members = self.members.lock();
-        // The lowest index not in use: the first gap in the sorted list.
-        let pos = members
-            .list
-            .iter()
-            .enumerate()
-            .position(|(pos, m)| m.index as usize != pos)
-            .unwrap_or(members.list.len());
-        let index = u32::try_from(pos)?;
-        members.list.reserve(1, GFP_KERNEL)?;
+    /// Adds the KCM socket `sk`; returns its index.
+    pub(crate) fn join(&self, sk: KcmSk) -> Result<u32> {
+        let mut st = self.state.lock();
+        let (pos, index) = lowest_free_index(st.members.iter().map(|m| m.index))?;
+        st.members.reserve(1, GFP_KERNEL)?;
         let member = Member {
             index,
             recv_disabled: false,
+            sk,
         };
         // Cannot fail: `pos` is at most the length and room was reserved.
-        members
-            .list
+        st.members
             .insert_within_capacity(pos, member)
             .map_err(|_| EINVAL)?;
+        drop(st);
+        self.room_available();
         Ok(index)
     }
 
-    /// Removes the socket with `index`; the last one to leave unregisters the multiplexor.
+    /// Removes the KCM socket with `index`. Messages queued on it that no reader took go to
+    /// the other members. The last member to leave ends the multiplexor: its psocks are
+    /// unattached and it leaves the namespace's list.
     pub(crate) fn leave(&self, index: u32) {
-        let now_empty = {
-            let mut members = self.members.lock();
-            if let Some(pos) = members.find(index) {
-                members.list.remove(pos).ok();
-            }
-            members.list.is_empty()
+        let mut st = self.state.lock();
+        let Some(pos) = st.find_member(index) else {
+            return;
         };
-        // A multiplexor without members gains none: a new member needs a live one to clone.
-        if now_empty {
-            self.net.remove_mux(self);
+        let Ok(member) = st.members.remove(pos) else {
+            return;
+        };
+        while let Some(msg) = member.sk.take_queued() {
+            match st.pick_receiver() {
+                Some(sk) => sk.deliver(msg),
+                None => st.hold(msg),
+            }
         }
+        if !st.members.is_empty() {
+            return;
+        }
+        st.closed = true;
+        let psocks = core::mem::take(&mut st.psocks);
+        st.held.clear();
+        st.rx_stalled.clear();
+        drop(st);
+        for psock in psocks.iter() {
+            psock.stop();
+        }
+        self.psock_free.notify_all();
+        self.net.remove_mux(self);
     }
 
+    /// Sets KCM_RECV_DISABLE of the member with `index`. Disabling moves the messages queued on
+    /// it to the other members (or holds them); the caller holds the socket's lock, so no read
+    /// of it is under way.
     pub(crate) fn set_recv_disabled(&self, index: u32, disabled: bool) {
-        let mut members = self.members.lock();
-        if let Some(pos) = members.find(index) {
-            members.list[pos].recv_disabled = disabled;
+        let mut st = self.state.lock();
+        let Some(pos) = st.find_member(index) else {
+            return;
+        };
+        st.members[pos].recv_disabled = disabled;
+        if disabled {
+            let sk = st.members[pos].sk;
+            while let Some(msg) = sk.take_queued() {
+                match st.pick_receiver() {
+                    Some(other) => other.deliver(msg),
+                    None => st.hold(msg),
+                }
+            }
+        }
+        drop(st);
+        if !disabled {
+            self.room_available();
         }
     }
 
     pub(crate) fn recv_disabled(&self, index: u32) -> bool {
-        let members = self.members.lock();
-        members
-            .find(index)
-            .is_some_and(|pos| members.list[pos].recv_disabled)
+        let st = self.state.lock();
+        st.find_member(index)
+            .is_some_and(|pos| st.members[pos].recv_disabled)
+    }
+
+    /// Hands a whole message from `psock` to a member. Gives it back when none can take it;
+    /// the psock is then queued again once room appears.
+    pub(crate) fn deliver(&self, msg: Skb, psock: &Arc<Psock>) -> core::result::Result<(), Skb> {
+        let mut st = self.state.lock();
+        st.drain_held();
+        if st.held.is_empty() {
+            if let Some(sk) = st.pick_receiver() {
+                sk.deliver(msg);
+                return Ok(());
+            }
+        }
+        if !st.rx_stalled.iter().any(|p| Arc::ptr_eq(p, psock)) {
+            // Room for every psock is reserved at attach.
+            let _ = st.rx_stalled.push_within_capacity(psock.clone());
+        }
+        Err(msg)
+    }
+
+    /// Keeps a whole message for the next member with room (from an unattached psock).
+    pub(crate) fn hold(&self, msg: Skb) {
+        let mut st = self.state.lock();
+        st.hold(msg);
+        st.drain_held();
+    }
+
+    /// A member may take messages again (it read one, was enabled or joined).
+    pub(crate) fn room_available(&self) {
+        let mut st = self.state.lock();
+        st.drain_held();
+        while let Some(psock) = st.rx_stalled.pop() {
+            Psock::data_ready(psock);
+        }
+    }
+
+    /// Attaches `psock`; it starts receiving. EALREADY when its socket has another owner.
+    pub(crate) fn attach(
+        self: &Arc<Self>,
+        stream: crate::ffi::stream::StreamSocket,
+        prog: crate::ffi::bpf::BpfProg,
+    ) -> Result {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(ENOENT);
+        }
+        let (pos, index) = lowest_free_index(st.psocks.iter().map(|p| p.index()))?;
+        st.psocks.reserve(1, GFP_KERNEL)?;
+        let psocks = st.psocks.len();
+        st.rx_stalled.reserve(psocks + 1, GFP_KERNEL)?;
+        let psock = Psock::new(stream, prog, self.clone(), index)?;
+        psock.start()?;
+        st.psocks
+            .insert_within_capacity(pos, psock)
+            .map_err(|_| EINVAL)?;
+        drop(st);
+        self.psock_changed();
+        Ok(())
+    }
+
+    /// Unattaches the psock of the same socket as `stream`; ENOENT when there is none.
+    pub(crate) fn unattach(&self, stream: &crate::ffi::stream::StreamSocket) -> Result {
+        let mut st = self.state.lock();
+        let pos = st
+            .psocks
+            .iter()
+            .position(|p| p.stream().same_socket(stream))
+            .ok_or(ENOENT)?;
+        let psock = st.psocks.remove(pos).map_err(|_| ENOENT)?;
+        st.rx_stalled.retain(|p| !Arc::ptr_eq(p, &psock));
+        drop(st);
+        psock.stop();
+        Ok(())
+    }
+
+    /// A psock was attached, freed or broke: wake senders waiting for one. The lock orders the
+    /// wake-up after a waiter's check, so none is lost.
+    pub(crate) fn psock_changed(&self) {
+        let _st = self.state.lock();
+        self.psock_free.notify_all();
+    }
+
+    /// Reserves a psock for one message, waiting up to `timeo` jiffies unless `nonblock`.
+    fn reserve_psock(&self, nonblock: bool, timeo: &mut isize) -> Result<Arc<Psock>> {
+        let mut st = self.state.lock();
+        loop {
+            let n = st.psocks.len();
+            let start = st.next_tx;
+            if let Some(i) = (0..n)
+                .map(|i| (start + i) % n)
+                .find(|&i| st.psocks[i].try_reserve())
+            {
+                st.next_tx = (i + 1) % n;
+                return Ok(st.psocks[i].clone());
+            }
+            if nonblock || *timeo <= 0 {
+                return Err(EAGAIN);
+            }
+            let wait = usize::try_from(*timeo).unwrap_or(0);
+            match self.psock_free.wait_interruptible_timeout(&mut st, wait) {
+                CondVarTimeoutResult::Timeout => *timeo = 0,
+                CondVarTimeoutResult::Woken { jiffies } => {
+                    *timeo = isize::try_from(jiffies).unwrap_or(isize::MAX)
+                }
+                CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
+            }
+        }
+    }
+
+    /// Sends one whole message on some psock. A psock that fails in the middle of it is out
+    /// of service and the message goes again, from its start, on another.
+    pub(crate) fn transmit(&self, msg: &[u8], nonblock: bool, timeo: &mut isize) -> Result {
+        loop {
+            let psock = self.reserve_psock(nonblock, timeo)?;
+            let result = psock.send_message(msg, nonblock);
+            psock.release();
+            match result {
+                Ok(()) => return Ok(()),
+                Err(TxError::WouldBlock) => return Err(EAGAIN),
+                Err(TxError::Interrupted(e)) => return Err(e),
+                Err(TxError::Broken) => continue,
+            }
+        }
+    }
+
+    /// Reserves a psock for a batch of messages (MSG_BATCH); it stays corked until
+    /// [`Mux::end_batch`].
+    pub(crate) fn begin_batch(&self, nonblock: bool, timeo: &mut isize) -> Result<Arc<Psock>> {
+        let psock = self.reserve_psock(nonblock, timeo)?;
+        psock.set_cork(true);
+        Ok(psock)
+    }
+
+    /// Pushes and releases the psock of a batch.
+    pub(crate) fn end_batch(&self, psock: Arc<Psock>) {
+        psock.set_cork(false);
+        psock.release();
     }
 }

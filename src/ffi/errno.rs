@@ -25,6 +25,11 @@ pub(crate) fn enoprotoopt() -> Error {
     from_uapi(b::ENOPROTOOPT)
 }
 
+/// The stream broke its framing (a length inside bytes already taken from it).
+pub(crate) fn eproto() -> Error {
+    from_uapi(b::EPROTO)
+}
+
 /// An operation this kind of socket does not do.
 pub(crate) fn eopnotsupp() -> Error {
     from_uapi(b::EOPNOTSUPP)

@@ -7,14 +7,17 @@
 //! and calls the multiplexor logic in [`crate::kcm_sock`].
 
 use super::bindings as b;
-use super::errno::{enoprotoopt, eopnotsupp, eprotonosupport, esocktnosupport};
+use super::errno::{enoprotoopt, eprotonosupport, esocktnosupport};
+use super::kcm_sk::KcmSk;
+use super::msg::{RecvMsg, SendMsg};
 use super::pernet::Net;
 use super::user::{self, SockoptOut};
 use super::StaticCObject;
-use crate::kcm_sock::{KcmSock, SockOption};
+use crate::kcm_sock::{KcmSock, RecvFlags, SockOption};
 use kernel::fs::file::FileDescriptorReservation;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
+use kernel::sync::Arc;
 
 /// `struct module *` of this module, for the `owner` fields.
 const THIS_MODULE_PTR: *mut b::module = (&raw const kernel::bindings::__this_module)
@@ -99,8 +102,8 @@ impl KcmSocket {
     }
 
     fn kcm(&self) -> &KcmSock {
-        // SAFETY: By the type invariant, `kcm` holds a live `KcmSock` until release, which
-        // cannot run while `self` exists.
+        // SAFETY: By the type invariant, `kcm` holds a live `KcmSock` (a reference of an `Arc`)
+        // until release, which cannot run while `self` exists.
         unsafe { &*(*self.sk().cast::<b::kcmrs_sock>()).kcm.cast::<KcmSock>() }
     }
 
@@ -110,19 +113,43 @@ impl KcmSocket {
     }
 }
 
-/// Makes `sk` the sock of `sock`, owning `kcm`.
+/// Makes `sk` the sock of `sock`; its `kcm` stays empty until [`set_kcm`].
 ///
 /// # Safety
 ///
 /// `sock` must be a socket without a sock and `sk` a fresh `kcmrs_sock` from `sk_alloc` with
 /// [`PROTO`].
-unsafe fn install_sock(sock: *mut b::socket, sk: *mut b::sock, kcm: KBox<KcmSock>) {
+unsafe fn init_sock(sock: *mut b::socket, sk: *mut b::sock) {
     // SAFETY: Guaranteed by the caller.
     unsafe {
         b::sock_init_data(sock, sk);
         // datagram_poll reports EPOLLHUP on a SOCK_SEQPACKET socket that is not established.
         b::kcmrs_sock_set_state(sk, b::TCP_ESTABLISHED as i32);
-        (*sk.cast::<b::kcmrs_sock>()).kcm = KBox::into_raw(kcm).cast();
+        (*sk.cast::<b::kcmrs_sock>()).kcm = core::ptr::null_mut();
+    }
+}
+
+/// Gives `sk` (initialised by [`init_sock`]) its `KcmSock`.
+///
+/// # Safety
+///
+/// `sk` must be a `kcmrs_sock` whose `kcm` is empty.
+unsafe fn set_kcm(sk: *mut b::sock, kcm: Arc<KcmSock>) {
+    // SAFETY: Guaranteed by the caller; the reference is taken back in release.
+    unsafe { (*sk.cast::<b::kcmrs_sock>()).kcm = Arc::into_raw(kcm).cast_mut().cast() };
+}
+
+/// Undoes [`init_sock`] after a failure, before the socket has a `KcmSock`.
+///
+/// # Safety
+///
+/// `sock` and `sk` must be as after [`init_sock`], with no `KcmSock` set.
+unsafe fn uninit_sock(sock: *mut b::socket, sk: *mut b::sock) {
+    // SAFETY: Guaranteed by the caller: the sock is ours and holds its one reference.
+    unsafe {
+        b::kcmrs_sock_orphan(sk);
+        (*sock).sk = core::ptr::null_mut();
+        b::kcmrs_sock_put(sk);
     }
 }
 
@@ -165,20 +192,31 @@ unsafe extern "C" fn kcm_create(
     if protocol != b::KCMPROTO_CONNECTED as c_int {
         return eprotonosupport().to_errno();
     }
-    let kcm = match KcmSock::new_multiplexor(net.state()) {
-        Ok(kcm) => kcm,
-        Err(e) => return e.to_errno(),
-    };
     let sk = match alloc_sock(net, kern != 0) {
         Ok(sk) => sk,
         Err(e) => return e.to_errno(),
     };
-    // SAFETY: `sock` is fresh and `sk` was just allocated with `PROTO`.
-    unsafe {
-        (*sock).ops = ops;
-        install_sock(sock, sk, kcm);
+    let seqpacket = ops == SEQPACKET_OPS.get();
+    // SAFETY: `sock` is fresh and `sk` was just allocated with `PROTO`. The sock is initialised
+    // before it joins a multiplexor, which may queue messages on it at once.
+    unsafe { init_sock(sock, sk) };
+    // SAFETY: `sk` stays live until release, which drops the `KcmSock` first.
+    let kcm_sk = unsafe { KcmSk::from_raw(sk) };
+    match KcmSock::new_multiplexor(net.state(), kcm_sk, seqpacket) {
+        Ok(kcm) => {
+            // SAFETY: `sk` was initialised above and has no `KcmSock` yet.
+            unsafe {
+                set_kcm(sk, kcm);
+                (*sock).ops = ops;
+            }
+            0
+        }
+        Err(e) => {
+            // SAFETY: As after `init_sock`, without a `KcmSock`.
+            unsafe { uninit_sock(sock, sk) };
+            e.to_errno()
+        }
     }
-    0
 }
 
 /// `proto_ops::release`.
@@ -192,13 +230,18 @@ unsafe extern "C" fn kcm_release(sock: *mut b::socket) -> c_int {
     if sk.is_null() {
         return 0;
     }
-    // SAFETY: `sk` is our `kcmrs_sock`; its `kcm` came from `KBox::into_raw` in `install_sock`
-    // and is taken back exactly once, here.
+    // SAFETY: `sk` is our `kcmrs_sock`; its `kcm` came from `Arc::into_raw` in `set_kcm` and is
+    // taken back exactly once, here. Dropping it leaves the multiplexor before the sock goes.
     let kcm = unsafe {
-        let slot = &raw mut (*sk.cast::<b::kcmrs_sock>()).kcm;
-        KBox::from_raw(core::ptr::replace(slot, core::ptr::null_mut()).cast::<KcmSock>())
+        core::ptr::replace(
+            &raw mut (*sk.cast::<b::kcmrs_sock>()).kcm,
+            core::ptr::null_mut(),
+        )
     };
-    kcm.release();
+    if !kcm.is_null() {
+        // SAFETY: See above.
+        drop(unsafe { Arc::from_raw(kcm.cast::<KcmSock>()) });
+    }
     // SAFETY: The sock is ours; after this the socket has none and the last reference goes.
     unsafe {
         b::kcmrs_sock_orphan(sk);
@@ -211,7 +254,6 @@ unsafe extern "C" fn kcm_release(sock: *mut b::socket) -> c_int {
 /// SIOCKCMCLONE: a new socket on the multiplexor of `osock`, returned as a new fd.
 fn clone_socket(osock: KcmSocket, arg: usize) -> Result {
     let reservation = FileDescriptorReservation::get_unused_fd_flags(0)?;
-    let kcm = osock.kcm().new_member()?;
     let sk = alloc_sock(osock.net(), false)?;
     // SAFETY: FFI call with no preconditions.
     let newsock = unsafe { b::sock_alloc() };
@@ -220,16 +262,30 @@ fn clone_socket(osock: KcmSocket, arg: usize) -> Result {
         unsafe { b::sk_free(sk) };
         return Err(ENFILE);
     }
-    // SAFETY: `newsock` is fresh; it takes the type and ops of `osock` and, like every socket of
-    // this family, a reference on the module that owns the ops.
-    let file = unsafe {
+    // SAFETY: `newsock` is fresh; it takes the type and ops of `osock` and, like every socket
+    // of this family, a reference on the module that owns the ops (sock_release puts it).
+    unsafe {
         (*newsock).type_ = (*osock.0).type_;
         (*newsock).ops = (*osock.0).ops;
         b::kcmrs_module_get(THIS_MODULE_PTR);
-        install_sock(newsock, sk, kcm);
-        // On failure this releases `newsock` (and so the new sock and member) itself.
-        b::sock_alloc_file(newsock, 0, core::ptr::null())
-    };
+        init_sock(newsock, sk);
+    }
+    // SAFETY: `sk` stays live until release, which drops the `KcmSock` first.
+    let kcm_sk = unsafe { KcmSk::from_raw(sk) };
+    match osock.kcm().new_member(kcm_sk) {
+        // SAFETY: `sk` was initialised above and has no `KcmSock` yet.
+        Ok(kcm) => unsafe { set_kcm(sk, kcm) },
+        Err(e) => {
+            // SAFETY: As after `init_sock`; releasing `newsock` then finds no sock.
+            unsafe {
+                uninit_sock(newsock, sk);
+                b::sock_release(newsock);
+            }
+            return Err(e);
+        }
+    }
+    // SAFETY: On failure this releases `newsock` (and so the new sock and member) itself.
+    let file = unsafe { b::sock_alloc_file(newsock, 0, core::ptr::null()) };
     // `sock_alloc_file` returns a file or an `ERR_PTR`.
     let file = kernel::error::from_err_ptr(file)?;
     // SAFETY: `file` is a new file whose one reference we own; `File` is a transparent wrapper
@@ -330,29 +386,45 @@ unsafe extern "C" fn kcm_getsockopt(
 ///
 /// # Safety
 ///
-/// Called by the socket core only.
-unsafe extern "C" fn kcm_sendmsg(
-    _sock: *mut b::socket,
-    _msg: *mut b::msghdr,
-    _len: usize,
-) -> c_int {
-    // The transmit path arrives with the data path.
-    eopnotsupp().to_errno()
+/// Called by the socket core only, on a KCM socket that is not being released.
+unsafe extern "C" fn kcm_sendmsg(sock: *mut b::socket, msg: *mut b::msghdr, _len: usize) -> c_int {
+    // SAFETY: An operation call on a live KCM socket.
+    let sock = unsafe { KcmSocket::from_raw(sock) };
+    // SAFETY: `msg` is this call's.
+    let mut input = unsafe { SendMsg::from_raw(msg) };
+    let nonblock = input.flags() & b::MSG_DONTWAIT != 0;
+    // SAFETY: The sock is live.
+    let timeo = unsafe { b::kcmrs_sock_sndtimeo(sock.sk(), nonblock) };
+    match sock.kcm().send(&mut input, nonblock, timeo) {
+        Ok(n) => n as c_int,
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// `proto_ops::recvmsg`.
 ///
 /// # Safety
 ///
-/// Called by the socket core only.
+/// Called by the socket core only, on a KCM socket that is not being released.
 unsafe extern "C" fn kcm_recvmsg(
-    _sock: *mut b::socket,
-    _msg: *mut b::msghdr,
-    _len: usize,
-    _flags: c_int,
+    sock: *mut b::socket,
+    msg: *mut b::msghdr,
+    len: usize,
+    flags: c_int,
 ) -> c_int {
-    // The receive path arrives with the data path.
-    eopnotsupp().to_errno()
+    // SAFETY: An operation call on a live KCM socket.
+    let sock = unsafe { KcmSocket::from_raw(sock) };
+    // SAFETY: `msg` is this call's.
+    let mut out = unsafe { RecvMsg::from_raw(msg) };
+    let flags = flags as u32;
+    let recv_flags = RecvFlags {
+        nonblock: flags & b::MSG_DONTWAIT != 0,
+        peek: flags & b::MSG_PEEK != 0,
+    };
+    match sock.kcm().recv(&mut out, len, recv_flags) {
+        Ok(n) => n as c_int,
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// Registration of the proto and the PF_KCM family; unregisters on drop.

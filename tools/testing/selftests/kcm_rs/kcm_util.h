@@ -13,7 +13,12 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/bpf.h>
 #include <linux/kcm.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 
 #ifndef AF_KCM
 #define AF_KCM 41
@@ -105,6 +110,169 @@ static inline int load_module(const char *path)
 	ret = syscall(__NR_finit_module, fd, "", 0) ? -errno : 0;
 	close(fd);
 	return ret;
+}
+
+/*
+ * BPF socket-filter parsers, as raw instructions (no libbpf needed).
+ * Frames are a 4-byte big-endian payload length followed by the payload.
+ */
+#define INSN(c, d, s, o, i) ((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
+
+static inline int bpf_load(int type, const struct bpf_insn *insns, int n)
+{
+	static char log[4096];
+	union bpf_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_type = type;
+	attr.insns = (unsigned long)insns;
+	attr.insn_cnt = n;
+	attr.license = (unsigned long)"GPL";
+	attr.log_buf = (unsigned long)log;
+	attr.log_size = sizeof(log);
+	attr.log_level = 1;
+	return syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+}
+
+/* Message length = 4 + the big-endian u32 at offset 0 (0 while fewer than 4 bytes). */
+static inline int load_len_prefix_parser(void)
+{
+	struct bpf_insn insns[] = {
+		INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_6, BPF_REG_1, 0, 0),
+		INSN(BPF_LD | BPF_ABS | BPF_W, 0, 0, 0, 0),
+		INSN(BPF_ALU64 | BPF_ADD | BPF_K, BPF_REG_0, 0, 0, 4),
+		INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+	};
+
+	return bpf_load(BPF_PROG_TYPE_SOCKET_FILTER, insns, 4);
+}
+
+/* A parser that returns a constant (a length, 0, or a negative errno). */
+static inline int load_const_parser(int value)
+{
+	struct bpf_insn insns[] = {
+		INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, value),
+		INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+	};
+
+	return bpf_load(BPF_PROG_TYPE_SOCKET_FILTER, insns, 2);
+}
+
+/* A connected TCP pair over loopback: fds[0] the client, fds[1] the accepted end. */
+static inline int tcp_pair(int family, int fds[2])
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int lfd, one = 1;
+
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_loopback;
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof(*a);
+	}
+	lfd = socket(family, SOCK_STREAM, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&ss, len) || listen(lfd, 8) ||
+	    getsockname(lfd, (struct sockaddr *)&ss, &len))
+		return -1;
+	fds[0] = socket(family, SOCK_STREAM, 0);
+	if (fds[0] < 0 || connect(fds[0], (struct sockaddr *)&ss, len))
+		return -1;
+	fds[1] = accept(lfd, NULL, NULL);
+	close(lfd);
+	if (fds[1] < 0)
+		return -1;
+	setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return 0;
+}
+
+static inline int kcm_attach(int kcm, int fd, int bpf_fd)
+{
+	struct kcm_attach a = { .fd = fd, .bpf_fd = bpf_fd };
+
+	return ioctl(kcm, SIOCKCMATTACH, &a) ? -errno : 0;
+}
+
+static inline int kcm_unattach(int kcm, int fd)
+{
+	struct kcm_unattach u = { .fd = fd };
+
+	return ioctl(kcm, SIOCKCMUNATTACH, &u) ? -errno : 0;
+}
+
+/* Writes all of buf (blocking); -1 on error. */
+static inline int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Reads exactly len bytes (blocking); -1 on error or EOF. */
+static inline int read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* A frame: 4-byte big-endian payload length, then payload bytes derived from seq. */
+static inline size_t make_frame(unsigned char *buf, unsigned int seq, size_t payload)
+{
+	uint32_t be = htonl(payload);
+
+	memcpy(buf, &be, 4);
+	for (size_t i = 0; i < payload; i++)
+		buf[4 + i] = (unsigned char)(seq * 131 + i * 7);
+	return payload + 4;
+}
+
+/* Checks a received frame; returns its seq-independent validity given the expected seq. */
+static inline int check_frame(const unsigned char *buf, size_t len, unsigned int seq)
+{
+	uint32_t be;
+
+	if (len < 4)
+		return 0;
+	memcpy(&be, buf, 4);
+	if (ntohl(be) != len - 4)
+		return 0;
+	for (size_t i = 0; i < len - 4; i++)
+		if (buf[4 + i] != (unsigned char)(seq * 131 + i * 7))
+			return 0;
+	return 1;
+}
+
+static inline int is_c_provider(void)
+{
+	const char *p = getenv("KCM_PROVIDER");
+
+	return p && !strcmp(p, "c");
 }
 
 #endif /* KCM_UTIL_H */

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Socket buffers: [`Skb`], an owned linear `sk_buff` that kcm-rs assembles a message in, and
+//! [`SkbChunk`], bytes of a received TCP `sk_buff` lent to a read actor.
+
+use super::bindings as b;
+use kernel::prelude::*;
+
+/// An owned, linear `sk_buff` holding (part of) one message from `data` for `len` bytes.
+///
+/// # Invariants
+///
+/// `self.0` is a valid `sk_buff` that this value owns one reference of, and that is on no
+/// list.
+pub(crate) struct Skb(core::ptr::NonNull<b::sk_buff>);
+
+// SAFETY: An `sk_buff` that nothing else references can be used and freed from any thread.
+unsafe impl Send for Skb {}
+// SAFETY: `&Skb` only reads the buffer.
+unsafe impl Sync for Skb {}
+
+impl Skb {
+    /// A new empty buffer with room for `capacity` bytes.
+    pub(crate) fn alloc(capacity: usize) -> Result<Self> {
+        let capacity = u32::try_from(capacity).map_err(|_| EMSGSIZE)?;
+        // SAFETY: FFI call without preconditions.
+        let skb = unsafe { b::kcmrs_alloc_skb(capacity) };
+        // INVARIANT: A new buffer is ours alone.
+        core::ptr::NonNull::new(skb).map(Self).ok_or(ENOMEM)
+    }
+
+    /// # Safety
+    ///
+    /// `skb` must be a valid `sk_buff` whose one reference the caller gives up, on no list.
+    pub(crate) unsafe fn from_raw(skb: *mut b::sk_buff) -> Self {
+        // INVARIANT: Guaranteed by the caller.
+        // SAFETY: The caller guarantees `skb` is valid, so not null.
+        Self(unsafe { core::ptr::NonNull::new_unchecked(skb) })
+    }
+
+    /// Gives up ownership.
+    pub(crate) fn into_raw(self) -> *mut b::sk_buff {
+        let skb = self.0.as_ptr();
+        core::mem::forget(self);
+        skb
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut b::sk_buff {
+        self.0.as_ptr()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        // SAFETY: By the type invariant, the buffer is valid.
+        unsafe { b::kcmrs_skb_len(self.0.as_ptr()) as usize }
+    }
+
+    pub(crate) fn tailroom(&self) -> usize {
+        // SAFETY: By the type invariant, the buffer is valid.
+        unsafe { b::kcmrs_skb_tailroom(self.0.as_ptr()) as usize }
+    }
+
+    /// Appends `len` bytes of `chunk` from `from`; the caller checked `tailroom()`.
+    pub(crate) fn append_chunk(&mut self, chunk: &SkbChunk<'_>, from: usize, len: usize) -> Result {
+        if len > self.tailroom() || from + len > chunk.len {
+            return Err(EINVAL);
+        }
+        // SAFETY: `skb_put` returns `len` writable bytes, as the tailroom suffices; the chunk's
+        // skb is valid for the chunk's lifetime and `offset + from + len` is within it.
+        let ret = unsafe {
+            let dst = b::kcmrs_skb_put(self.0.as_ptr(), len as u32);
+            b::skb_copy_bits(chunk.skb, (chunk.offset + from) as i32, dst, len as i32)
+        };
+        kernel::error::to_result(ret)
+    }
+
+    /// Appends all bytes of `other`; the caller checked `tailroom()`.
+    pub(crate) fn append_skb(&mut self, other: &Skb) -> Result {
+        let len = other.len();
+        if len > self.tailroom() {
+            return Err(EINVAL);
+        }
+        // SAFETY: As in `append_chunk`, with `other` valid by its invariant.
+        let ret = unsafe {
+            let dst = b::kcmrs_skb_put(self.0.as_ptr(), len as u32);
+            b::skb_copy_bits(other.0.as_ptr(), 0, dst, len as i32)
+        };
+        kernel::error::to_result(ret)
+    }
+
+    /// Drops the bytes past `len`.
+    pub(crate) fn trim(&mut self, len: usize) {
+        // SAFETY: By the type invariant, the buffer is valid and ours.
+        unsafe { b::skb_trim(self.0.as_ptr(), len as u32) };
+    }
+
+    /// Bytes of the message already returned by SOCK_SEQPACKET reads.
+    pub(crate) fn read_offset(&self) -> usize {
+        // SAFETY: The control block of a buffer we own is ours to read.
+        unsafe { (*b::kcmrs_skb_rx_cb(self.0.as_ptr())).offset as usize }
+    }
+
+    pub(crate) fn set_read_offset(&mut self, offset: usize) {
+        // SAFETY: The control block of a buffer we own is ours to write.
+        unsafe { (*b::kcmrs_skb_rx_cb(self.0.as_ptr())).offset = offset as u32 };
+    }
+}
+
+impl Drop for Skb {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant, we own one reference.
+        unsafe { b::kcmrs_kfree_skb(self.0.as_ptr()) };
+    }
+}
+
+/// `len` bytes of a received `sk_buff` from `offset`, lent for one read-actor call.
+pub(crate) struct SkbChunk<'a> {
+    skb: *const b::sk_buff,
+    offset: usize,
+    len: usize,
+    _lent: core::marker::PhantomData<&'a b::sk_buff>,
+}
+
+impl SkbChunk<'_> {
+    /// # Safety
+    ///
+    /// `skb` must be valid for `'a`, with `offset + len` bytes of data.
+    pub(crate) unsafe fn new(skb: *const b::sk_buff, offset: usize, len: usize) -> Self {
+        Self {
+            skb,
+            offset,
+            len,
+            _lent: core::marker::PhantomData,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}

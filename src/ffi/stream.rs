@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! [`StreamSocket`]: a socket attached to a multiplexor (a psock's TCP socket), and the
+//! callbacks kcm-rs installs on it.
+
+use super::bindings as b;
+use super::skb::SkbChunk;
+use crate::psock::Psock;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+use kernel::types::Opaque;
+
+/// A socket from `sockfd_lookup`, kept with its file reference.
+///
+/// # Invariants
+///
+/// `sock` is a live `struct socket` with a non-null `sk`, and we hold one reference on its
+/// file, so both stay live until drop. `saved` is written only by `take_callbacks`.
+pub(crate) struct StreamSocket {
+    sock: core::ptr::NonNull<b::socket>,
+    saved: Opaque<b::kcmrs_saved_callbacks>,
+}
+
+// SAFETY: The socket is reference counted through its file and used under its own locks.
+unsafe impl Send for StreamSocket {}
+// SAFETY: As above; `saved` is written once before it is published to the callbacks.
+unsafe impl Sync for StreamSocket {}
+
+/// The socket lock (`lock_sock`) of a [`StreamSocket`], released on drop.
+pub(crate) struct StreamGuard<'a>(&'a StreamSocket);
+
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: We took the lock in `StreamSocket::lock`.
+        unsafe { b::release_sock(self.0.sk()) };
+    }
+}
+
+/// Why a socket cannot be attached.
+pub(crate) enum Unattachable {
+    /// The descriptor is not a socket.
+    NotASocket,
+    /// The socket has no sock.
+    NoSock,
+}
+
+impl StreamSocket {
+    /// The socket of `fd`.
+    pub(crate) fn lookup(fd: i32) -> core::result::Result<Self, Unattachable> {
+        let mut err = 0;
+        // SAFETY: FFI call; the kernel checks `fd`.
+        let sock = unsafe { b::kcmrs_sockfd_lookup(fd, &mut err) };
+        let sock = core::ptr::NonNull::new(sock).ok_or(Unattachable::NotASocket)?;
+        // SAFETY: `sockfd_lookup` returned a live socket with a file reference.
+        if unsafe { (*sock.as_ptr()).sk }.is_null() {
+            // SAFETY: Give back the file reference we were given.
+            unsafe { b::fput((*sock.as_ptr()).file) };
+            return Err(Unattachable::NoSock);
+        }
+        // INVARIANT: Live socket with a sock, and its file reference is ours.
+        Ok(Self {
+            sock,
+            saved: Opaque::uninit(),
+        })
+    }
+
+    fn sk(&self) -> *mut b::sock {
+        // SAFETY: By the type invariant the socket is live and has a sock.
+        unsafe { (*self.sock.as_ptr()).sk }
+    }
+
+    /// The same underlying socket as `other`.
+    pub(crate) fn same_socket(&self, other: &StreamSocket) -> bool {
+        self.sk() == other.sk()
+    }
+
+    /// A connected-capable TCP socket of IPv4 or IPv6 (net/kcm's rule for attach).
+    pub(crate) fn is_tcp(&self) -> bool {
+        // SAFETY: The sock is live by the type invariant.
+        let (family, protocol, kind) = unsafe {
+            (
+                b::kcmrs_sk_family(self.sk()),
+                b::kcmrs_sk_protocol(self.sk()),
+                b::kcmrs_sk_type(self.sk()),
+            )
+        };
+        (family == b::AF_INET as i32 || family == b::AF_INET6 as i32)
+            && protocol == b::IPPROTO_TCP as i32
+            && kind == b::sock_type_SOCK_STREAM as i32
+    }
+
+    fn state(&self) -> u32 {
+        // SAFETY: The sock is live by the type invariant.
+        unsafe { b::kcmrs_sk_state(self.sk()) as u32 }
+    }
+
+    /// Listening or closed (never connected, or done).
+    pub(crate) fn is_listening_or_closed(&self) -> bool {
+        matches!(self.state(), b::TCP_LISTEN | b::TCP_CLOSE)
+    }
+
+    /// The peer closed or reset the connection, or the socket has an error.
+    pub(crate) fn peer_done(&self) -> bool {
+        // SAFETY: The sock is live by the type invariant.
+        let err = unsafe { b::kcmrs_sk_err(self.sk()) };
+        err != 0
+            || matches!(
+                self.state(),
+                b::TCP_CLOSE_WAIT
+                    | b::TCP_LAST_ACK
+                    | b::TCP_CLOSING
+                    | b::TCP_TIME_WAIT
+                    | b::TCP_CLOSE
+            )
+    }
+
+    /// TCP_CORK on (hold partial segments) or off (push them).
+    pub(crate) fn set_cork(&self, on: bool) {
+        // SAFETY: The sock is a live TCP sock (attach checks the protocol).
+        unsafe { b::tcp_sock_set_cork(self.sk(), on) };
+    }
+
+    /// The receive buffer size: the largest message accepted (as net/kcm).
+    pub(crate) fn rcvbuf(&self) -> usize {
+        // SAFETY: The sock is live by the type invariant.
+        unsafe { b::kcmrs_sk_rcvbuf(self.sk()) }.max(0) as usize
+    }
+
+    /// Free send space, and the send buffer size.
+    pub(crate) fn send_space(&self) -> (usize, usize) {
+        // SAFETY: The sock is live by the type invariant.
+        unsafe {
+            (
+                b::kcmrs_sk_stream_wspace(self.sk()).max(0) as usize,
+                b::kcmrs_sk_sndbuf(self.sk()).max(0) as usize,
+            )
+        }
+    }
+
+    /// Posts `err` on the socket (SO_ERROR, POLLERR) and wakes its users.
+    pub(crate) fn report_error(&self, err: Error) {
+        // SAFETY: The sock is live by the type invariant.
+        unsafe { b::kcmrs_sk_report_error(self.sk(), -err.to_errno()) };
+    }
+
+    /// Takes the socket lock.
+    pub(crate) fn lock(&self) -> StreamGuard<'_> {
+        // SAFETY: The sock is live by the type invariant; process context.
+        unsafe { b::kcmrs_lock_sock(self.sk()) };
+        StreamGuard(self)
+    }
+
+    /// Installs the psock callbacks; `psock` (an `Arc::into_raw`) becomes `sk_user_data`.
+    /// EALREADY when another user (KCM, sockmap, a ULP) owns `sk_user_data`.
+    pub(crate) fn take_callbacks(&self, psock: *const Psock) -> Result {
+        // SAFETY: The sock is live; `saved` is ours to write, and is written before the
+        // callbacks can run, under `sk_callback_lock`.
+        let ret = unsafe {
+            b::kcmrs_sk_take_callbacks(
+                self.sk(),
+                psock.cast_mut().cast(),
+                Some(psock_data_ready),
+                Some(psock_state_change),
+                self.saved.get(),
+            )
+        };
+        kernel::error::to_result(ret)
+    }
+
+    /// Restores the callbacks saved by `take_callbacks` and clears `sk_user_data`. After it
+    /// returns no psock callback runs or starts on the socket.
+    pub(crate) fn restore_callbacks(&self) {
+        // SAFETY: `take_callbacks` succeeded, so `saved` holds the original callbacks.
+        unsafe { b::kcmrs_sk_restore_callbacks(self.sk(), self.saved.get()) };
+    }
+
+    fn call_saved_state_change(&self) {
+        // SAFETY: Only called from our state_change callback, so `take_callbacks` wrote `saved`.
+        unsafe {
+            if let Some(state_change) = (*self.saved.get()).state_change {
+                b::kcmrs_sk_call_saved(Some(state_change), self.sk());
+            }
+        }
+    }
+
+    /// Reads the received bytes through `actor`, which returns how many of each chunk it used
+    /// (0 stops the read). Returns what `read_sock` returns.
+    pub(crate) fn read(
+        &self,
+        _guard: &StreamGuard<'_>,
+        actor: &mut dyn FnMut(&SkbChunk<'_>) -> usize,
+    ) -> i32 {
+        let mut actor = actor;
+        let mut desc = b::read_descriptor_t {
+            count: 1,
+            ..Default::default()
+        };
+        desc.arg.data = (&raw mut actor).cast();
+        // SAFETY: The socket lock is held (`_guard`); `desc.arg.data` points to `actor`, which
+        // outlives the call, and `read_actor` is the only user of it.
+        unsafe { b::kcmrs_read_sock(self.sock.as_ptr(), &mut desc, Some(read_actor)) }
+    }
+
+    /// Sends `data`; returns the bytes sent. `more` asks TCP to wait for more (MSG_MORE).
+    pub(crate) fn send(&self, data: &[u8], nonblock: bool, more: bool) -> Result<usize> {
+        let mut flags = b::MSG_NOSIGNAL;
+        if nonblock {
+            flags |= b::MSG_DONTWAIT;
+        }
+        if more {
+            flags |= b::MSG_MORE;
+        }
+        let mut msg = b::msghdr {
+            msg_flags: flags,
+            ..Default::default()
+        };
+        let mut vec = b::kvec {
+            iov_base: data.as_ptr().cast_mut().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: The socket is live; `vec` describes `data`, which outlives the call and is
+        // only read.
+        let ret =
+            unsafe { b::kernel_sendmsg(self.sock.as_ptr(), &mut msg, &mut vec, 1, data.len()) };
+        kernel::error::to_result(ret)?;
+        Ok(ret as usize)
+    }
+}
+
+impl Drop for StreamSocket {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we hold one file reference.
+        unsafe { b::fput((*self.sock.as_ptr()).file) };
+    }
+}
+
+/// `sk_read_actor_t` for [`StreamSocket::read`].
+///
+/// # Safety
+///
+/// Called by `read_sock` only, with the descriptor `read` set up.
+unsafe extern "C" fn read_actor(
+    desc: *mut b::read_descriptor_t,
+    skb: *mut b::sk_buff,
+    offset: c_uint,
+    len: usize,
+) -> c_int {
+    // SAFETY: `read` stored a pointer to its `&mut dyn FnMut` in `arg.data`.
+    let actor = unsafe {
+        &mut *(*desc)
+            .arg
+            .data
+            .cast::<&mut dyn FnMut(&SkbChunk<'_>) -> usize>()
+    };
+    // SAFETY: `read_sock` lends `skb` with `len` bytes from `offset` for this call.
+    let chunk = unsafe { SkbChunk::new(skb, offset as usize, len) };
+    let used = actor(&chunk).min(len);
+    if used == 0 {
+        // SAFETY: `desc` is valid for the call.
+        unsafe { (*desc).count = 0 };
+    }
+    used as c_int
+}
+
+/// Runs `f` with the psock of `sk`, if the socket still has one.
+///
+/// # Safety
+///
+/// `sk` must be a live sock.
+unsafe fn with_psock(sk: *mut b::sock, f: impl FnOnce(Arc<Psock>)) -> bool {
+    // SAFETY: `sk` is live; the read lock keeps `sk_user_data` and its reference in place.
+    let user_data = unsafe { b::kcmrs_sk_user_data_lock(sk) };
+    let found = !user_data.is_null();
+    if found {
+        // SAFETY: `sk_user_data` holds a reference of an `Arc<Psock>` (`take_callbacks`), which
+        // unattach only gives up after `restore_callbacks`, under the write lock.
+        let psock: Arc<Psock> =
+            unsafe { kernel::sync::ArcBorrow::from_raw(user_data.cast::<Psock>()) }.into();
+        f(psock);
+    }
+    // SAFETY: Taken above.
+    unsafe { b::kcmrs_sk_user_data_unlock(sk) };
+    found
+}
+
+/// `sk_data_ready` of an attached socket.
+///
+/// # Safety
+///
+/// Called by the network stack only, on a live sock.
+unsafe extern "C" fn psock_data_ready(sk: *mut b::sock) {
+    // SAFETY: `sk` is live.
+    let found = unsafe { with_psock(sk, Psock::data_ready) };
+    if !found {
+        // Unattached meanwhile: the socket's own callback is back in place.
+        // SAFETY: `sk` is live.
+        unsafe { b::kcmrs_sk_data_ready(sk) };
+    }
+}
+
+/// `sk_state_change` of an attached socket.
+///
+/// # Safety
+///
+/// Called by the network stack only, on a live sock.
+unsafe extern "C" fn psock_state_change(sk: *mut b::sock) {
+    // SAFETY: `sk` is live.
+    unsafe {
+        with_psock(sk, |psock| {
+            psock.stream().call_saved_state_change();
+            Psock::state_changed(psock);
+        })
+    };
+}

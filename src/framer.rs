@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! [`Framer`]: cuts the byte stream of a psock into messages with its BPF parser.
+//!
+//! The parser always runs over a buffer whose first byte is the first byte of the message, so
+//! it sees the same bytes however TCP segments the stream: several messages in a segment, a
+//! message starting mid-segment, a header split across segments. (net/kcm runs it at the start
+//! of the segment instead, and mis-frames back-to-back messages.)
+//!
+//! While the length is unknown, the framer copies a small prefix (`PEEK` bytes, doubled while
+//! the parser asks for more) rather than whole segments, so many small messages in one large
+//! segment cost no more copying than their own bytes.
+
+use crate::ffi::bpf::BpfProg;
+use crate::ffi::errno::eproto;
+use crate::ffi::skb::{Skb, SkbChunk};
+use kernel::prelude::*;
+
+/// Bytes the parser first sees of a message.
+const PEEK: usize = 64;
+
+/// Why the stream cannot be parsed any further.
+pub(crate) struct StreamError(pub(crate) Error);
+
+/// The message being assembled.
+struct Partial {
+    msg: Skb,
+    /// The message's length, once the parser gave it.
+    len: Option<usize>,
+}
+
+/// Assembly state of one psock.
+#[derive(Default)]
+pub(crate) struct Framer {
+    partial: Option<Partial>,
+}
+
+/// What [`Framer::feed`] did with a chunk.
+pub(crate) struct Fed {
+    /// Bytes of the chunk used; the rest starts the next message.
+    pub(crate) used: usize,
+    /// A complete message, if one ended in the chunk.
+    pub(crate) message: Option<Skb>,
+}
+
+impl Framer {
+    /// Feeds bytes of the stream. Uses the chunk up to the end of the first message that ends
+    /// in it. `max_len` is the largest message accepted (EMSGSIZE above it).
+    pub(crate) fn feed(
+        &mut self,
+        chunk: &SkbChunk<'_>,
+        from: usize,
+        prog: &BpfProg,
+        max_len: usize,
+    ) -> core::result::Result<Fed, StreamError> {
+        let avail = chunk.len() - from;
+        let mut partial = match self.partial.take() {
+            Some(partial) => partial,
+            None => Partial {
+                msg: Skb::alloc(PEEK.min(avail.max(1))).map_err(StreamError)?,
+                len: None,
+            },
+        };
+        let result = match partial.len {
+            Some(len) => Self::fill(&mut partial, chunk, from, len),
+            None => Self::parse(&mut partial, chunk, from, prog, max_len),
+        };
+        match result {
+            Ok(used) if partial.len == Some(partial.msg.len()) => Ok(Fed {
+                used,
+                message: Some(partial.msg),
+            }),
+            Ok(used) => {
+                self.partial = Some(partial);
+                Ok(Fed {
+                    used,
+                    message: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Copies the body of a message of known length.
+    fn fill(
+        partial: &mut Partial,
+        chunk: &SkbChunk<'_>,
+        from: usize,
+        len: usize,
+    ) -> core::result::Result<usize, StreamError> {
+        let take = (chunk.len() - from).min(len - partial.msg.len());
+        partial
+            .msg
+            .append_chunk(chunk, from, take)
+            .map_err(StreamError)?;
+        Ok(take)
+    }
+
+    /// Copies a growing prefix and runs the parser until it gives a length or the chunk ends.
+    fn parse(
+        partial: &mut Partial,
+        chunk: &SkbChunk<'_>,
+        from: usize,
+        prog: &BpfProg,
+        max_len: usize,
+    ) -> core::result::Result<usize, StreamError> {
+        // Bytes of earlier chunks: already consumed from the stream.
+        let before = partial.msg.len();
+        let mut used = 0;
+        loop {
+            let have = partial.msg.len();
+            let want = if have < PEEK { PEEK - have } else { have };
+            let take = (chunk.len() - from - used).min(want);
+            if take == 0 {
+                return Ok(used);
+            }
+            if partial.msg.tailroom() < take {
+                let mut bigger = Skb::alloc(have + take.max(have)).map_err(StreamError)?;
+                bigger.append_skb(&partial.msg).map_err(StreamError)?;
+                partial.msg = bigger;
+            }
+            partial
+                .msg
+                .append_chunk(chunk, from + used, take)
+                .map_err(StreamError)?;
+            used += take;
+            let have = partial.msg.len();
+
+            let verdict = prog.run(&partial.msg);
+            if verdict < 0 {
+                // The parser's own errno (e.g. EBADMSG); a value that is no errno is a length
+                // near 2^31, which no receive buffer holds.
+                let errno = verdict
+                    .checked_neg()
+                    .filter(|e| *e < 4096)
+                    .unwrap_or(-EMSGSIZE.to_errno());
+                return Err(StreamError(Error::from_errno(-errno)));
+            }
+            if verdict == 0 {
+                if have > max_len {
+                    return Err(StreamError(EMSGSIZE));
+                }
+                continue;
+            }
+            let len = verdict as usize;
+            if len > max_len {
+                return Err(StreamError(EMSGSIZE));
+            }
+            if len <= before {
+                // The message would end inside bytes already taken from the stream.
+                return Err(StreamError(eproto()));
+            }
+            if len <= have {
+                // The message ends inside what was copied: the rest is the next message's.
+                partial.msg.trim(len);
+                partial.len = Some(len);
+                return Ok(used - (have - len));
+            }
+            partial.len = Some(len);
+            if partial.msg.tailroom() < len - have {
+                let mut whole = Skb::alloc(len).map_err(StreamError)?;
+                whole.append_skb(&partial.msg).map_err(StreamError)?;
+                partial.msg = whole;
+            }
+            return Ok(used);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! [`Psock`]: a TCP socket attached to a multiplexor.
+//!
+//! Receive: the socket's `data_ready` and `state_change` callbacks (softirq) only queue the
+//! psock's receive work. The work (process context, under the TCP socket's lock) reads what
+//! arrived through the [`Framer`] and hands each whole message to the multiplexor. When no KCM
+//! socket can take a message, the psock keeps it and stops reading, so TCP flow control pushes
+//! back on the peer; the multiplexor queues the work again when room appears.
+//!
+//! Transmit: a sender reserves the psock (`PsockTx::busy`), writes one whole message and
+//! releases it, so messages never interleave on the stream.
+
+use crate::ffi::bpf::BpfProg;
+use crate::ffi::stream::StreamSocket;
+use crate::ffi::workqueue;
+use crate::framer::{Framer, StreamError};
+use crate::mux::Mux;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+use kernel::workqueue::{Work, WorkItem};
+
+/// Receive state.
+struct PsockRx {
+    framer: Framer,
+    /// A whole message no KCM socket could take yet.
+    ready: Option<crate::ffi::skb::Skb>,
+    /// Unattached, or the stream broke: nothing more is read.
+    stopped: bool,
+}
+
+/// Transmit state.
+struct PsockTx {
+    /// A sender is writing a message.
+    busy: bool,
+    /// The stream failed; no message is sent on it any more.
+    broken: bool,
+}
+
+/// Why a message did not go out on a psock.
+pub(crate) enum TxError {
+    /// Non-blocking and the psock has no room for the message: nothing was written.
+    WouldBlock,
+    /// The psock failed or is gone: send the message again elsewhere.
+    Broken,
+    /// A signal (or SO_SNDTIMEO) before any byte was written: give the error to the sender.
+    Interrupted(Error),
+}
+
+/// A TCP socket attached to a multiplexor.
+#[pin_data]
+pub(crate) struct Psock {
+    stream: StreamSocket,
+    prog: BpfProg,
+    mux: Arc<Mux>,
+    /// Index in the multiplexor, as shown in /proc/net/kcm.
+    index: u32,
+    #[pin]
+    rx: Mutex<PsockRx>,
+    #[pin]
+    rx_work: Work<Psock>,
+    #[pin]
+    tx: Mutex<PsockTx>,
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self> for Psock { self.rx_work }
+}
+
+impl WorkItem for Psock {
+    type Pointer = Arc<Psock>;
+
+    fn run(this: Arc<Psock>) {
+        this.receive();
+    }
+}
+
+impl Psock {
+    /// A psock for `stream` parsed by `prog`; not yet receiving.
+    pub(crate) fn new(
+        stream: StreamSocket,
+        prog: BpfProg,
+        mux: Arc<Mux>,
+        index: u32,
+    ) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                stream,
+                prog,
+                mux,
+                index,
+                rx <- kernel::new_mutex!(
+                    PsockRx {
+                        framer: Framer::default(),
+                        ready: None,
+                        stopped: false,
+                    },
+                    "Psock::rx"
+                ),
+                rx_work <- kernel::new_work!("Psock::rx_work"),
+                tx <- kernel::new_mutex!(
+                    PsockTx {
+                        busy: false,
+                        broken: false,
+                    },
+                    "Psock::tx"
+                ),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    pub(crate) fn stream(&self) -> &StreamSocket {
+        &self.stream
+    }
+
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Takes the socket's callbacks; from now on arriving bytes are parsed, starting with those
+    /// already queued. EALREADY when the socket has another owner.
+    pub(crate) fn start(self: &Arc<Self>) -> Result {
+        let raw = Arc::into_raw(self.clone());
+        if let Err(e) = self.stream.take_callbacks(raw) {
+            // SAFETY: The reference given to the socket was not taken; take it back.
+            drop(unsafe { Arc::from_raw(raw) });
+            return Err(e);
+        }
+        Self::data_ready(self.clone());
+        Ok(())
+    }
+
+    /// Bytes arrived (softirq): run the receive work.
+    pub(crate) fn data_ready(this: Arc<Self>) {
+        let _ = workqueue::queue().enqueue(this);
+    }
+
+    /// The TCP state changed (softirq): the work notices a closed or reset stream.
+    pub(crate) fn state_changed(this: Arc<Self>) {
+        Self::data_ready(this);
+    }
+
+    /// The receive work.
+    fn receive(self: &Arc<Self>) {
+        let guard = self.stream.lock();
+        let mut rx = self.rx.lock();
+        if rx.stopped {
+            return;
+        }
+        if let Some(msg) = rx.ready.take() {
+            if let Err(msg) = self.mux.deliver(msg, self) {
+                rx.ready = Some(msg);
+                return;
+            }
+        }
+        let max_len = self.stream.rcvbuf();
+        let mut failure = None;
+        let mut stalled = false;
+        self.stream.read(&guard, &mut |chunk| {
+            if stalled || failure.is_some() {
+                return 0;
+            }
+            match rx.framer.feed(chunk, 0, &self.prog, max_len) {
+                Ok(fed) => {
+                    if let Some(msg) = fed.message {
+                        if let Err(msg) = self.mux.deliver(msg, self) {
+                            rx.ready = Some(msg);
+                            stalled = true;
+                        }
+                    }
+                    fed.used
+                }
+                Err(StreamError(e)) => {
+                    failure = Some(e);
+                    0
+                }
+            }
+        });
+        if let Some(e) = failure {
+            self.break_stream(&mut rx, e);
+        } else if !stalled && self.stream.peer_done() {
+            // Everything that arrived before the close or reset has been parsed.
+            self.break_stream(&mut rx, EPIPE);
+        }
+    }
+
+    /// The stream is broken: report `err` on the TCP socket and stop using it. The
+    /// application unattaches and closes it.
+    fn break_stream(&self, rx: &mut PsockRx, err: Error) {
+        rx.stopped = true;
+        rx.framer = Framer::default();
+        self.stream.report_error(err);
+        self.tx.lock().broken = true;
+        self.mux.psock_changed();
+    }
+
+    /// Unattach: give the socket its callbacks back and stop receiving. Bytes not parsed yet
+    /// stay in the socket; a whole message already taken out of it goes to the multiplexor.
+    pub(crate) fn stop(self: &Arc<Self>) {
+        let _guard = self.stream.lock();
+        self.stream.restore_callbacks();
+        // SAFETY: `start` gave the socket the reference `Arc::into_raw` made; after
+        // `restore_callbacks` no callback uses it, so it is ours to drop.
+        drop(unsafe { Arc::from_raw(Arc::as_ptr(self)) });
+        let mut rx = self.rx.lock();
+        rx.stopped = true;
+        rx.framer = Framer::default();
+        if let Some(msg) = rx.ready.take() {
+            self.mux.hold(msg);
+        }
+        drop(rx);
+        self.tx.lock().broken = true;
+    }
+
+    /// Reserves the psock for one message, unless it is busy or broken.
+    pub(crate) fn try_reserve(&self) -> bool {
+        let mut tx = self.tx.lock();
+        if tx.busy || tx.broken {
+            return false;
+        }
+        tx.busy = true;
+        true
+    }
+
+    /// Ends a reservation.
+    pub(crate) fn release(&self) {
+        self.tx.lock().busy = false;
+        self.mux.psock_changed();
+    }
+
+    /// Writes `msg` whole; the psock is reserved by the caller. On `Broken` the psock is out of
+    /// service and the caller sends the message again from its start elsewhere.
+    pub(crate) fn send_message(
+        &self,
+        msg: &[u8],
+        nonblock: bool,
+    ) -> core::result::Result<(), TxError> {
+        if nonblock {
+            let (space, sndbuf) = self.stream.send_space();
+            // A message larger than the whole buffer is written as space frees.
+            if space < msg.len() && msg.len() <= sndbuf {
+                return Err(TxError::WouldBlock);
+            }
+        }
+        let mut sent = 0;
+        while sent < msg.len() {
+            match self.stream.send(&msg[sent..], false, false) {
+                Ok(n) => sent += n,
+                Err(e) if sent == 0 && (e == ERESTARTSYS || e == EINTR || e == EAGAIN) => {
+                    return Err(TxError::Interrupted(e));
+                }
+                Err(e) if e == ERESTARTSYS || e == EINTR || e == EAGAIN => {
+                    // Interrupted inside a message: it must still go out whole, so wait for
+                    // space without the signal's help and go on.
+                    if self.tx.lock().broken {
+                        return Err(TxError::Broken);
+                    }
+                    kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+                }
+                Err(_) => {
+                    self.tx.lock().broken = true;
+                    self.mux.psock_changed();
+                    return Err(TxError::Broken);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Corks the stream for a batch of messages (MSG_BATCH), or pushes it.
+    pub(crate) fn set_cork(&self, on: bool) {
+        self.stream.set_cork(on);
+    }
+}

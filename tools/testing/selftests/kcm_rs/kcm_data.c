@@ -1,0 +1,670 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The KCM data path: attach/unattach, framing however TCP segments the
+ * stream, receive semantics of SOCK_DGRAM and SOCK_SEQPACKET, atomic sends,
+ * errors on the TCP socket, steering over many KCM sockets and psocks.
+ * Runs against kcm_rs.ko and the in-tree kcm.ko; where net/kcm is known to be
+ * wrong the test is an expected failure for it only (XFAIL_FOR_C).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "kcm_util.h"
+
+/* Like XFAIL_ADD, registered only when the provider under test is net/kcm. */
+#define XFAIL_FOR_C(fixture_name, variant_name, test_name) \
+	static struct __test_xfail \
+		_##fixture_name##_##variant_name##_##test_name##_cxfail = { \
+		.fixture = &_##fixture_name##_fixture_object, \
+		.variant = &_##fixture_name##_##variant_name##_object, \
+	}; \
+	static void __attribute__((constructor(KSELFTEST_PRIO_XFAIL))) \
+		_register_##fixture_name##_##variant_name##_##test_name##_cxfail(void) \
+	{ \
+		if (!is_c_provider()) \
+			return; \
+		_##fixture_name##_##variant_name##_##test_name##_cxfail.test = \
+			_##fixture_name##_##test_name##_object; \
+		__register_xfail(&_##fixture_name##_##variant_name##_##test_name##_cxfail); \
+	}
+
+#define MAX_MSG 70000
+
+FIXTURE(kcm)
+{
+	int prog;
+	int kcm;
+	int tcp[2];	/* tcp[0] attached, tcp[1] the peer */
+	unsigned char buf[MAX_MSG];
+};
+
+FIXTURE_VARIANT(kcm)
+{
+	int family;
+	int type;
+};
+
+FIXTURE_VARIANT_ADD(kcm, ipv4_dgram) { .family = AF_INET, .type = SOCK_DGRAM };
+FIXTURE_VARIANT_ADD(kcm, ipv4_seqpacket) { .family = AF_INET, .type = SOCK_SEQPACKET };
+FIXTURE_VARIANT_ADD(kcm, ipv6_dgram) { .family = AF_INET6, .type = SOCK_DGRAM };
+FIXTURE_VARIANT_ADD(kcm, ipv6_seqpacket) { .family = AF_INET6, .type = SOCK_SEQPACKET };
+
+FIXTURE_SETUP(kcm)
+{
+	struct timeval tv = { .tv_sec = 10 };
+
+	self->prog = load_len_prefix_parser();
+	ASSERT_LE(0, self->prog) TH_LOG("BPF_PROG_LOAD: %s", strerror(errno));
+	ASSERT_EQ(0, tcp_pair(variant->family, self->tcp));
+	self->kcm = socket(AF_KCM, variant->type, 0);
+	ASSERT_LE(0, self->kcm);
+	/* No test may hang: a lost message shows as EAGAIN. */
+	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	ASSERT_EQ(0, setsockopt(self->tcp[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	ASSERT_EQ(0, kcm_attach(self->kcm, self->tcp[0], self->prog));
+}
+
+FIXTURE_TEARDOWN(kcm)
+{
+	close(self->kcm);
+	close(self->tcp[0]);
+	close(self->tcp[1]);
+	close(self->prog);
+}
+
+/* Receives one whole message into buf; returns its length or -errno. */
+static int recv_msg(int kcm, unsigned char *buf, size_t cap, int flags)
+{
+	ssize_t n = recv(kcm, buf, cap, flags);
+
+	return n < 0 ? -errno : (int)n;
+}
+
+TEST_F(kcm, round_trip)
+{
+	for (unsigned int seq = 0; seq < 16; seq++) {
+		size_t len = make_frame(self->buf, seq, seq * 97);
+
+		ASSERT_EQ(0, write_all(self->tcp[1], self->buf, len));
+		memset(self->buf, 0, len);
+		ASSERT_EQ((int)len, recv_msg(self->kcm, self->buf, sizeof(self->buf), 0));
+		ASSERT_TRUE(check_frame(self->buf, len, seq));
+	}
+	/* And the other way: each send is one frame on the stream. */
+	for (unsigned int seq = 0; seq < 16; seq++) {
+		size_t len = make_frame(self->buf, seq, seq * 301);
+
+		ASSERT_EQ((ssize_t)len, send(self->kcm, self->buf, len, MSG_EOR));
+		memset(self->buf, 0, len);
+		ASSERT_EQ(0, read_all(self->tcp[1], self->buf, len));
+		ASSERT_TRUE(check_frame(self->buf, len, seq));
+	}
+}
+
+TEST_F(kcm, back_to_back_messages_in_one_write)
+{
+	static unsigned char stream[32 * 600];
+	size_t off = 0;
+
+	for (unsigned int seq = 0; seq < 32; seq++)
+		off += make_frame(stream + off, seq, 10 + seq * 17);
+	ASSERT_EQ(0, write_all(self->tcp[1], stream, off));
+	for (unsigned int seq = 0; seq < 32; seq++) {
+		int n = recv_msg(self->kcm, self->buf, sizeof(self->buf), 0);
+
+		ASSERT_EQ(4 + 10 + (int)seq * 17, n) TH_LOG("message %u", seq);
+		ASSERT_TRUE(check_frame(self->buf, n, seq));
+	}
+}
+XFAIL_FOR_C(kcm, ipv4_dgram, back_to_back_messages_in_one_write);
+XFAIL_FOR_C(kcm, ipv4_seqpacket, back_to_back_messages_in_one_write);
+XFAIL_FOR_C(kcm, ipv6_dgram, back_to_back_messages_in_one_write);
+XFAIL_FOR_C(kcm, ipv6_seqpacket, back_to_back_messages_in_one_write);
+
+TEST_F(kcm, one_byte_at_a_time)
+{
+	for (unsigned int seq = 0; seq < 3; seq++) {
+		size_t len = make_frame(self->buf, seq, 40);
+
+		for (size_t i = 0; i < len; i++) {
+			ASSERT_EQ(1, write(self->tcp[1], self->buf + i, 1));
+			usleep(200);
+		}
+		memset(self->buf, 0, len);
+		ASSERT_EQ((int)len, recv_msg(self->kcm, self->buf, sizeof(self->buf), 0));
+		ASSERT_TRUE(check_frame(self->buf, len, seq));
+	}
+}
+
+struct torture_writer {
+	int fd;
+	unsigned int count;
+	unsigned int seed;
+};
+
+static void *torture_write(void *arg)
+{
+	struct torture_writer *w = arg;
+	unsigned char *stream = malloc(w->count * 3100);
+	size_t total = 0, off = 0;
+	unsigned int seed = w->seed;
+
+	for (unsigned int seq = 0; seq < w->count; seq++)
+		total += make_frame(stream + total, seq, rand_r(&seed) % 3000);
+	/* Random split points: from single bytes to several messages at once. */
+	while (off < total) {
+		size_t chunk = 1 + rand_r(&seed) % (rand_r(&seed) % 4 ? 700 : 9000);
+
+		if (chunk > total - off)
+			chunk = total - off;
+		if (write_all(w->fd, stream + off, chunk))
+			break;
+		off += chunk;
+	}
+	free(stream);
+	return NULL;
+}
+
+TEST_F(kcm, segment_boundary_torture)
+{
+	struct torture_writer w = { .fd = self->tcp[1], .count = 2000, .seed = 42 };
+	unsigned int seed = w.seed;
+	pthread_t th;
+
+	ASSERT_EQ(0, pthread_create(&th, NULL, torture_write, &w));
+	for (unsigned int seq = 0; seq < w.count; seq++) {
+		int want = 4 + rand_r(&seed) % 3000;
+		int n = recv_msg(self->kcm, self->buf, sizeof(self->buf), 0);
+
+		ASSERT_EQ(want, n) TH_LOG("message %u", seq);
+		ASSERT_TRUE(check_frame(self->buf, n, seq)) TH_LOG("message %u", seq);
+	}
+	pthread_join(th, NULL);
+}
+XFAIL_FOR_C(kcm, ipv4_dgram, segment_boundary_torture);
+XFAIL_FOR_C(kcm, ipv4_seqpacket, segment_boundary_torture);
+XFAIL_FOR_C(kcm, ipv6_dgram, segment_boundary_torture);
+XFAIL_FOR_C(kcm, ipv6_seqpacket, segment_boundary_torture);
+
+TEST_F(kcm, short_buffer)
+{
+	size_t len = make_frame(self->buf, 7, 1000);
+	unsigned char part[300];
+	struct iovec iov = { .iov_base = part, .iov_len = sizeof(part) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	size_t got = 0;
+
+	ASSERT_EQ(0, write_all(self->tcp[1], self->buf, len));
+	make_frame(self->buf + len, 8, 20);
+	ASSERT_EQ(0, write_all(self->tcp[1], self->buf + len, 24));
+	if (variant->type == SOCK_DGRAM) {
+		/* One message per call: the rest is discarded, MSG_TRUNC says so. */
+		ASSERT_EQ((ssize_t)sizeof(part), recvmsg(self->kcm, &msg, 0));
+		EXPECT_TRUE(msg.msg_flags & MSG_TRUNC);
+		EXPECT_EQ(0, memcmp(part, self->buf, sizeof(part)));
+	} else {
+		/* The message in parts, MSG_EOR with its last byte. */
+		while (got < len) {
+			ssize_t n;
+
+			msg.msg_flags = 0;
+			n = recvmsg(self->kcm, &msg, 0);
+			ASSERT_LT(0, n);
+			ASSERT_EQ(0, memcmp(part, self->buf + got, n));
+			got += n;
+			EXPECT_EQ(got == len, !!(msg.msg_flags & MSG_EOR)) TH_LOG("at %zu", got);
+		}
+		ASSERT_EQ(len, got);
+	}
+	/* The next message is intact. */
+	ASSERT_EQ(24, recv_msg(self->kcm, part, sizeof(part), 0));
+	EXPECT_TRUE(check_frame(part, 24, 8));
+}
+XFAIL_FOR_C(kcm, ipv4_seqpacket, short_buffer);
+XFAIL_FOR_C(kcm, ipv6_seqpacket, short_buffer);
+
+TEST_F(kcm, peek_then_receive)
+{
+	size_t len = make_frame(self->buf, 3, 500);
+	unsigned char copy[600];
+
+	ASSERT_EQ(0, write_all(self->tcp[1], self->buf, len));
+	ASSERT_EQ((int)len, recv_msg(self->kcm, copy, sizeof(copy), MSG_PEEK));
+	ASSERT_TRUE(check_frame(copy, len, 3));
+	memset(copy, 0, sizeof(copy));
+	ASSERT_EQ((int)len, recv_msg(self->kcm, copy, sizeof(copy), 0));
+	ASSERT_TRUE(check_frame(copy, len, 3));
+	/* Nothing left. */
+	ASSERT_EQ(-EAGAIN, recv_msg(self->kcm, copy, sizeof(copy), MSG_DONTWAIT));
+}
+
+TEST_F(kcm, nonblocking_and_timeout)
+{
+	struct timeval tv = { .tv_usec = 200000 }, t0, t1;
+	int fl = fcntl(self->kcm, F_GETFL);
+
+	EXPECT_EQ(-EAGAIN, recv_msg(self->kcm, self->buf, 100, MSG_DONTWAIT));
+	ASSERT_EQ(0, fcntl(self->kcm, F_SETFL, fl | O_NONBLOCK));
+	EXPECT_EQ(-EAGAIN, recv_msg(self->kcm, self->buf, 100, 0));
+	ASSERT_EQ(0, fcntl(self->kcm, F_SETFL, fl));
+	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	gettimeofday(&t0, NULL);
+	EXPECT_EQ(-EAGAIN, recv_msg(self->kcm, self->buf, 100, 0));
+	gettimeofday(&t1, NULL);
+	EXPECT_LE(150000, (t1.tv_sec - t0.tv_sec) * 1000000 + t1.tv_usec - t0.tv_usec);
+}
+
+TEST_F(kcm, poll_readable_when_a_message_arrives)
+{
+	struct pollfd p = { .fd = self->kcm, .events = POLLIN };
+	size_t len = make_frame(self->buf, 1, 64);
+
+	EXPECT_EQ(0, poll(&p, 1, 0));
+	ASSERT_EQ(0, write_all(self->tcp[1], self->buf, len));
+	ASSERT_EQ(1, poll(&p, 1, 5000));
+	EXPECT_TRUE(p.revents & POLLIN);
+	EXPECT_EQ((int)len, recv_msg(self->kcm, self->buf, sizeof(self->buf), 0));
+}
+
+TEST_F(kcm, bytes_queued_before_attach_are_parsed)
+{
+	int pair[2], n;
+
+	ASSERT_EQ(0, tcp_pair(variant->family, pair));
+	n = make_frame(self->buf, 5, 200);
+	ASSERT_EQ(0, write_all(pair[1], self->buf, n));
+	usleep(100000);
+	ASSERT_EQ(0, kcm_attach(self->kcm, pair[0], self->prog));
+	memset(self->buf, 0, n);
+	ASSERT_EQ(n, recv_msg(self->kcm, self->buf, sizeof(self->buf), 0));
+	EXPECT_TRUE(check_frame(self->buf, n, 5));
+	close(pair[0]);
+	close(pair[1]);
+}
+
+TEST_F(kcm, unattach_leaves_an_ordinary_stream)
+{
+	char text[] = "plain bytes after unattach";
+	char got[sizeof(text)];
+	size_t len = make_frame(self->buf, 2, 10);
+
+	ASSERT_EQ(0, write_all(self->tcp[1], self->buf, len));
+	ASSERT_EQ((int)len, recv_msg(self->kcm, self->buf, sizeof(self->buf), 0));
+	ASSERT_EQ(0, kcm_unattach(self->kcm, self->tcp[0]));
+	EXPECT_EQ(-ENOENT, kcm_unattach(self->kcm, self->tcp[0]));
+	ASSERT_EQ(0, write_all(self->tcp[1], text, sizeof(text)));
+	ASSERT_EQ(0, read_all(self->tcp[0], got, sizeof(got)));
+	EXPECT_EQ(0, memcmp(text, got, sizeof(text)));
+	/* It can be attached again. */
+	EXPECT_EQ(0, kcm_attach(self->kcm, self->tcp[0], self->prog));
+}
+
+TEST_F(kcm, send_built_from_parts)
+{
+	size_t len = make_frame(self->buf, 9, 3000);
+	int more = variant->type == SOCK_DGRAM ? MSG_MORE : 0;
+	int end = variant->type == SOCK_DGRAM ? 0 : MSG_EOR;
+	unsigned char got[3100];
+
+	/* Nothing goes out before the end of the message. */
+	ASSERT_EQ(1000, send(self->kcm, self->buf, 1000, more));
+	ASSERT_EQ(1000, send(self->kcm, self->buf + 1000, 1000, more));
+	EXPECT_EQ(-1, recv(self->tcp[1], got, sizeof(got), MSG_DONTWAIT));
+	ASSERT_EQ((ssize_t)len - 2000, send(self->kcm, self->buf + 2000, len - 2000, end));
+	ASSERT_EQ(0, read_all(self->tcp[1], got, len));
+	EXPECT_TRUE(check_frame(got, len, 9));
+}
+
+TEST_F(kcm, large_message_beyond_the_send_buffer)
+{
+	int sndbuf = 4096;
+	size_t len = make_frame(self->buf, 11, MAX_MSG - 4);
+	unsigned char *got = malloc(MAX_MSG);
+
+	ASSERT_EQ(0, setsockopt(self->tcp[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)));
+	ASSERT_EQ((ssize_t)len, send(self->kcm, self->buf, len, MSG_EOR));
+	ASSERT_EQ(0, read_all(self->tcp[1], got, len));
+	EXPECT_TRUE(check_frame(got, len, 11));
+	free(got);
+}
+
+TEST_F(kcm, parser_error_is_reported_on_the_tcp_socket)
+{
+	int bad = load_const_parser(-EBADMSG);
+	int pair[2], err = 0;
+	socklen_t len = sizeof(err);
+	struct pollfd p;
+
+	ASSERT_LE(0, bad);
+	ASSERT_EQ(0, tcp_pair(variant->family, pair));
+	ASSERT_EQ(0, kcm_attach(self->kcm, pair[0], bad));
+	ASSERT_EQ(0, write_all(pair[1], "xxxx", 4));
+	p.fd = pair[0];
+	p.events = 0;
+	ASSERT_EQ(1, poll(&p, 1, 5000));
+	EXPECT_TRUE(p.revents & POLLERR);
+	ASSERT_EQ(0, getsockopt(pair[0], SOL_SOCKET, SO_ERROR, &err, &len));
+	EXPECT_EQ(EBADMSG, err);
+	/* The multiplexor keeps working with its other psock. */
+	len = make_frame(self->buf, 4, 30);
+	ASSERT_EQ(0, write_all(self->tcp[1], self->buf, len));
+	EXPECT_EQ((int)len, recv_msg(self->kcm, self->buf, sizeof(self->buf), 0));
+	EXPECT_EQ(0, kcm_unattach(self->kcm, pair[0]));
+	close(pair[0]);
+	close(pair[1]);
+	close(bad);
+}
+
+TEST_F(kcm, message_longer_than_the_receive_buffer_is_emsgsize)
+{
+	uint32_t huge = htonl(64 << 20);
+	int err = 0;
+	socklen_t len = sizeof(err);
+	struct pollfd p = { .fd = self->tcp[0] };
+
+	ASSERT_EQ(0, write_all(self->tcp[1], &huge, 4));
+	ASSERT_EQ(1, poll(&p, 1, 5000));
+	ASSERT_EQ(0, getsockopt(self->tcp[0], SOL_SOCKET, SO_ERROR, &err, &len));
+	EXPECT_EQ(EMSGSIZE, err);
+}
+
+TEST_F(kcm, recv_disable_steers_to_siblings)
+{
+	int other = kcm_clone(self->kcm);
+	size_t len;
+
+	ASSERT_LE(0, other);
+	ASSERT_EQ(0, kcm_set_recv_disabled(self->kcm, 1));
+	for (unsigned int seq = 0; seq < 8; seq++) {
+		len = make_frame(self->buf, seq, 50);
+		ASSERT_EQ(0, write_all(self->tcp[1], self->buf, len));
+	}
+	for (unsigned int seq = 0; seq < 8; seq++) {
+		struct timeval tv = { .tv_sec = 10 };
+
+		setsockopt(other, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ASSERT_EQ((int)len, recv_msg(other, self->buf, sizeof(self->buf), 0));
+		EXPECT_TRUE(check_frame(self->buf, len, seq));
+	}
+	EXPECT_EQ(-EAGAIN, recv_msg(self->kcm, self->buf, sizeof(self->buf), MSG_DONTWAIT));
+	close(other);
+}
+
+TEST_F(kcm, slow_reader_loses_nothing)
+{
+	int rcvbuf = 4096, n;
+	unsigned int count = 400;
+	struct torture_writer w = { .fd = self->tcp[1], .count = count, .seed = 7 };
+	unsigned int seed = w.seed;
+	pthread_t th;
+
+	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)));
+	ASSERT_EQ(0, pthread_create(&th, NULL, torture_write, &w));
+	usleep(300000);
+	for (unsigned int seq = 0; seq < count; seq++) {
+		int want = 4 + rand_r(&seed) % 3000;
+
+		n = recv_msg(self->kcm, self->buf, sizeof(self->buf), 0);
+		ASSERT_EQ(want, n) TH_LOG("message %u", seq);
+		ASSERT_TRUE(check_frame(self->buf, n, seq));
+		if (seq % 50 == 0)
+			usleep(20000);
+	}
+	pthread_join(th, NULL);
+}
+XFAIL_FOR_C(kcm, ipv4_dgram, slow_reader_loses_nothing);
+XFAIL_FOR_C(kcm, ipv4_seqpacket, slow_reader_loses_nothing);
+XFAIL_FOR_C(kcm, ipv6_dgram, slow_reader_loses_nothing);
+XFAIL_FOR_C(kcm, ipv6_seqpacket, slow_reader_loses_nothing);
+
+/* Attach and unattach errnos, as net/kcm. */
+TEST(attach_errnos)
+{
+	int prog = load_len_prefix_parser();
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), kcm2 = socket(AF_KCM, SOCK_DGRAM, 0);
+	int pair[2], udp, lst, unconn, file, pipefd[2];
+
+	ASSERT_LE(0, prog);
+	ASSERT_LE(0, kcm);
+	ASSERT_LE(0, kcm2);
+	ASSERT_EQ(0, tcp_pair(AF_INET, pair));
+	file = open("/proc/self/stat", O_RDONLY);
+	EXPECT_EQ(-ENOENT, kcm_attach(kcm, file, prog));
+	EXPECT_EQ(-ENOENT, kcm_attach(kcm, 9999, prog));
+	EXPECT_EQ(-EBADF, kcm_attach(kcm, pair[0], 9999));
+	ASSERT_EQ(0, pipe(pipefd));
+	EXPECT_EQ(-EINVAL, kcm_attach(kcm, pair[0], pipefd[0]));
+	udp = socket(AF_INET, SOCK_DGRAM, 0);
+	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, udp, prog));
+	lst = socket(AF_INET, SOCK_STREAM, 0);
+	ASSERT_EQ(0, listen(lst, 1));
+	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, lst, prog));
+	unconn = socket(AF_INET6, SOCK_STREAM, 0);
+	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, unconn, prog));
+	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, kcm2, prog));
+	ASSERT_EQ(0, kcm_attach(kcm, pair[0], prog));
+	EXPECT_EQ(-EALREADY, kcm_attach(kcm, pair[0], prog));
+	EXPECT_EQ(-EALREADY, kcm_attach(kcm2, pair[0], prog));
+	EXPECT_EQ(-ENOENT, kcm_unattach(kcm2, pair[0]));
+	EXPECT_EQ(-ENOENT, kcm_unattach(kcm, pair[1]));
+	EXPECT_EQ(0, kcm_unattach(kcm, pair[0]));
+	EXPECT_EQ(0, kcm_attach(kcm2, pair[0], prog));
+	close(kcm2);	/* the end of the multiplexor unattaches */
+	EXPECT_EQ(0, kcm_attach(kcm, pair[0], prog));
+	close(kcm);
+	close(file);
+	close(udp);
+	close(lst);
+	close(unconn);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	close(pair[0]);
+	close(pair[1]);
+	close(prog);
+}
+
+/* N KCM sockets x M TCP connections: every message to exactly one reader. */
+#define READERS 4
+#define CONNS 3
+#define PER_CONN 300
+
+struct reader {
+	int fd;
+	unsigned int got[CONNS * PER_CONN];
+	unsigned int count;
+	int bad;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	unsigned char buf[2000];
+
+	for (;;) {
+		ssize_t n = recv(r->fd, buf, sizeof(buf), 0);
+		uint32_t be, id;
+
+		if (n < 0)
+			break;
+		if (n < 8) {
+			r->bad++;
+			continue;
+		}
+		memcpy(&be, buf + 4, 4);
+		id = ntohl(be);
+		if (id >= CONNS * PER_CONN || n != 8 + (int)(id % 700)) {
+			r->bad++;
+			continue;
+		}
+		r->got[r->count++] = id;
+	}
+	return NULL;
+}
+
+TEST(many_kcm_sockets_many_connections)
+{
+	int prog = load_len_prefix_parser(), kcm = socket(AF_KCM, SOCK_DGRAM, 0);
+	static struct reader readers[READERS];
+	static unsigned char seen[CONNS * PER_CONN];
+	pthread_t th[READERS];
+	int pairs[CONNS][2], total = 0;
+	struct timeval tv = { .tv_sec = 3 };
+
+	ASSERT_LE(0, prog);
+	ASSERT_LE(0, kcm);
+	for (int i = 0; i < READERS; i++) {
+		readers[i].fd = i ? kcm_clone(kcm) : kcm;
+		ASSERT_LE(0, readers[i].fd);
+		setsockopt(readers[i].fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, reader_main, &readers[i]));
+	}
+	for (int c = 0; c < CONNS; c++) {
+		ASSERT_EQ(0, tcp_pair(c % 2 ? AF_INET6 : AF_INET, pairs[c]));
+		ASSERT_EQ(0, kcm_attach(kcm, pairs[c][0], prog));
+	}
+	for (int i = 0; i < PER_CONN; i++) {
+		for (int c = 0; c < CONNS; c++) {
+			unsigned char msg[800];
+			uint32_t id = c * PER_CONN + i, len = 4 + id % 700;
+			uint32_t be = htonl(len), beid = htonl(id);
+
+			memcpy(msg, &be, 4);
+			memcpy(msg + 4, &beid, 4);
+			memset(msg + 8, id & 0xff, len - 4);
+			ASSERT_EQ(0, write_all(pairs[c][1], msg, len + 4));
+		}
+	}
+	for (int i = 0; i < READERS; i++) {
+		pthread_join(th[i], NULL);
+		EXPECT_EQ(0, readers[i].bad);
+		for (unsigned int k = 0; k < readers[i].count; k++)
+			seen[readers[i].got[k]]++;
+		total += readers[i].count;
+	}
+	EXPECT_EQ(CONNS * PER_CONN, total);
+	for (int id = 0; id < CONNS * PER_CONN; id++) {
+		ASSERT_EQ(1, seen[id]) TH_LOG("message %d", id);
+	}
+	for (int i = 1; i < READERS; i++)
+		close(readers[i].fd);
+	close(kcm);
+	for (int c = 0; c < CONNS; c++) {
+		close(pairs[c][0]);
+		close(pairs[c][1]);
+	}
+	close(prog);
+}
+
+/* Senders on many KCM sockets: every message whole on one stream, none interleaved. */
+#define SENDERS 4
+#define PER_SENDER 300
+
+static void *sender_main(void *arg)
+{
+	int fd = *(int *)arg;
+	long fails = 0;
+
+	for (int i = 0; i < PER_SENDER; i++) {
+		unsigned char msg[5000];
+		size_t len = make_frame(msg, fd * 1000 + i, (fd * 37 + i * 13) % 4900);
+
+		if (send(fd, msg, len, 0) != (ssize_t)len)
+			fails++;
+	}
+	return (void *)fails;
+}
+
+struct stream_reader {
+	int fd;
+	int frames;
+	int bad;
+};
+
+static void *stream_reader_main(void *arg)
+{
+	struct stream_reader *r = arg;
+	unsigned char buf[5000];
+
+	for (;;) {
+		uint32_t be;
+		size_t len;
+		int ok = 0;
+
+		if (read_all(r->fd, &be, 4))
+			break;
+		len = ntohl(be);
+		if (len > sizeof(buf) - 4 || read_all(r->fd, buf + 4, len)) {
+			r->bad++;
+			break;
+		}
+		memcpy(buf, &be, 4);
+		/* Which sender and message: the payload pattern identifies it. */
+		for (int s = 0; s < 64 && !ok; s++)
+			for (int i = 0; i < PER_SENDER && !ok; i++)
+				if ((size_t)((s * 37 + i * 13) % 4900) == len &&
+				    check_frame(buf, len + 4, s * 1000 + i))
+					ok = 1;
+		if (ok)
+			r->frames++;
+		else
+			r->bad++;
+	}
+	return NULL;
+}
+
+TEST(senders_never_interleave)
+{
+	int prog = load_len_prefix_parser(), kcm = socket(AF_KCM, SOCK_DGRAM, 0);
+	int fds[SENDERS], pairs[2][2], frames = 0;
+	pthread_t th[SENDERS], rd[2];
+	struct stream_reader readers[2];
+	struct timeval tv = { .tv_sec = 3 };
+
+	ASSERT_LE(0, prog);
+	ASSERT_LE(0, kcm);
+	for (int c = 0; c < 2; c++) {
+		ASSERT_EQ(0, tcp_pair(AF_INET, pairs[c]));
+		ASSERT_EQ(0, kcm_attach(kcm, pairs[c][0], prog));
+		setsockopt(pairs[c][1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		readers[c] = (struct stream_reader){ .fd = pairs[c][1] };
+		ASSERT_EQ(0, pthread_create(&rd[c], NULL, stream_reader_main, &readers[c]));
+	}
+	for (int s = 0; s < SENDERS; s++) {
+		fds[s] = s ? kcm_clone(kcm) : kcm;
+		ASSERT_LE(0, fds[s]);
+	}
+	for (int s = 0; s < SENDERS; s++)
+		ASSERT_EQ(0, pthread_create(&th[s], NULL, sender_main, &fds[s]));
+	for (int s = 0; s < SENDERS; s++) {
+		void *fails;
+
+		pthread_join(th[s], &fails);
+		EXPECT_EQ(0, (long)fails);
+	}
+	for (int c = 0; c < 2; c++) {
+		pthread_join(rd[c], NULL);
+		EXPECT_EQ(0, readers[c].bad);
+		frames += readers[c].frames;
+	}
+	EXPECT_EQ(SENDERS * PER_SENDER, frames);
+	/* Both connections carried messages. */
+	EXPECT_LT(0, readers[0].frames);
+	EXPECT_LT(0, readers[1].frames);
+	for (int s = 1; s < SENDERS; s++)
+		close(fds[s]);
+	close(kcm);
+	for (int c = 0; c < 2; c++) {
+		close(pairs[c][0]);
+		close(pairs[c][1]);
+	}
+	close(prog);
+}
+
+TEST_HARNESS_MAIN
