@@ -7,12 +7,19 @@
 //!
 //! # Lock order
 //!
-//! Outer to inner. A lock is only taken while holding locks listed above it.
+//! Outer to inner. A lock is only taken while holding locks listed above it; the same list is
+//! in `Documentation/kcm-rs/design.rst`.
 //!
-//! 1. `NetState::muxes` (mutex): the multiplexors of a namespace.
-//! 2. `Mux::members` (mutex): the KCM sockets of a multiplexor and their receive flags.
+//! 1. `lock_sock` of a KCM socket (`KcmSk::lock`): one reader, or a KCM_RECV_DISABLE change.
+//! 2. `lock_sock` of an attached TCP socket (`StreamSocket::lock`): its receive work, unattach.
+//! 3. `Psock::rx` (mutex): the psock's framer and held message.
+//! 4. `KcmSock::tx` (mutex): the message a socket is building; held while it is sent.
+//! 5. `Mux::state` (mutex): members, psocks, held messages, stalled psocks.
+//! 6. `Psock::tx` (mutex): the psock's reservation flag.
+//! 7. `NetState::muxes` (mutex): the multiplexors of a namespace.
 //!
-//! `Mux::leave` drops `Mux::members` before it takes `NetState::muxes`.
+//! No kcm-rs lock is held while calling into TCP to send, while waiting for a message, or while
+//! queueing work. Softirq callbacks take no kcm-rs lock: they only queue the receive work.
 
 use kernel::prelude::*;
 

@@ -46,11 +46,13 @@ fi
 # The selftests, static, against the kernel tree's kselftest harness.
 make -s -C "$top/tools/testing/selftests/kcm_rs" KSFT_DIR="$tree/tools/testing/selftests" OUT="$out/tests"
 cp "$top/tools/testing/selftests/kcm_rs/run_tests.sh" "$out/tests/"
+mkdir -p "$out/samples"
+make -s -C "$top/samples" OUT="$out/samples"
 
 log="$out/vm-$provider.log"
 set +e
 "$here/vm/run.sh" --kernel "$tree" --provider "$provider" --module "$out/kcm_rs.ko" \
-	--add "$out/tests" --timeout 2400 --log "$log" -- 'tests/run_tests.sh /kcm/tests' |
+	--add "$out/tests" --add "$out/samples" --timeout 2400 --log "$log" -- 'tests/run_tests.sh /kcm/tests' |
 	grep -v '^KCMRS-'
 vm_rc=${PIPESTATUS[0]}
 set -e

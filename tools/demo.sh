@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # make demo: set-up, the release kernel, kcm_rs.ko; boot a VM, load the
-# module and run the samples/ program against it.
+# module, walk through the socket API (samples/kcm_tour) and run an echo
+# service with both ends multiplexed over 4 TCP connections each
+# (samples/kcm_echo, BPF parser built with clang -target bpf).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -18,5 +20,7 @@ make -s -C "$top/samples" OUT="$out/samples"
 
 echo "demo: booting $(basename "$tree") with kcm_rs.ko"
 "$here/vm/run.sh" --kernel "$tree" --provider rs --module "$out/kcm_rs.ko" \
-	--add "$out/samples" --timeout 600 --log "$out/vm-demo.log" -- 'samples/kcm_tour' |
+	--add "$out/samples" --timeout 600 --log "$out/vm-demo.log" -- \
+	'cd /kcm/samples && ./kcm_tour && { ./kcm_echo server 7000 4 4 & sleep 1;
+	 ./kcm_echo client 7000 4 4 4000; rc=$?; wait; exit $rc; }' |
 	grep -v '^KCMRS-'

@@ -24,5 +24,18 @@ for t in kcm_socket kcm_data kcm_module; do
 	fail=$((fail + f + e + xp))
 	[ "$rc" = 0 ] || [ "$f$e$xp" != 000 ] || { echo "# $t exited $rc"; fail=$((fail + 1)); }
 done
+# The samples' echo service (both ends multiplexed, BPF parser from clang),
+# when check.sh put it in the VM.
+samples=${KCM_SAMPLES:-/kcm/samples}
+if [ -x "$samples/kcm_echo" ]; then
+	echo "# === samples/kcm_echo"
+	(cd "$samples" && { ./kcm_echo server 7000 3 3 & sleep 1
+		./kcm_echo client 7000 3 3 600; rc=$?; wait; exit $rc; })
+	if [ $? = 0 ]; then
+		echo "ok - samples/kcm_echo exchange"; pass=$((pass + 1))
+	else
+		echo "not ok - samples/kcm_echo exchange"; fail=$((fail + 1))
+	fi
+fi
 echo "selftests: $pass passed, $fail failed"
 [ "$fail" = 0 ]
