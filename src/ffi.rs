@@ -13,6 +13,7 @@ pub(crate) mod family;
 pub(crate) mod kcm_sk;
 pub(crate) mod msg;
 pub(crate) mod pernet;
+pub(crate) mod procfs;
 pub(crate) mod skb;
 pub(crate) mod stream;
 pub(crate) mod user;

@@ -44,6 +44,11 @@ pub(crate) struct Fed {
 }
 
 impl Framer {
+    /// A message has begun and is not complete.
+    pub(crate) fn in_message(&self) -> bool {
+        self.partial.is_some()
+    }
+
     /// Feeds bytes of the stream. Uses the chunk up to the end of the first message that ends
     /// in it. `max_len` is the largest message accepted (EMSGSIZE above it).
     pub(crate) fn feed(

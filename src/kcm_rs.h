@@ -17,6 +17,9 @@
 #include <linux/module.h>
 #include <linux/net.h>
 #include <linux/poll.h>
+#include <linux/proc_fs.h>
+#include <linux/seq_file.h>
+#include <linux/seq_file_net.h>
 #include <linux/skbuff.h>
 #include <linux/socket.h>
 #include <linux/sockptr.h>
@@ -112,6 +115,15 @@ void kcmrs_skb_orphan(struct sk_buff *skb);
 void kcmrs_kfree_skb(struct sk_buff *skb);
 size_t kcmrs_copy_from_iter(void *dst, size_t len, struct iov_iter *from);
 size_t kcmrs_msg_data_left(const struct msghdr *msg);
+
+/* /proc/net/kcm and /proc/net/kcm_stats of a namespace. */
+int kcmrs_proc_create(struct net *net, int (*show_kcm)(struct seq_file *, void *),
+		      int (*show_stats)(struct seq_file *, void *));
+void kcmrs_proc_remove(struct net *net);
+struct net *kcmrs_seq_file_single_net(struct seq_file *seq);
+int kcmrs_sk_receive_qlen(struct sock *sk);
+int kcmrs_sk_write_qlen(struct sock *sk);
+int kcmrs_sk_wmem_alloc(struct sock *sk);
 
 /* A workqueue of kcm-rs's own: module exit drains it. */
 struct workqueue_struct *kcmrs_alloc_workqueue(void);

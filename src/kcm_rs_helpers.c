@@ -284,3 +284,41 @@ void kcmrs_skb_orphan(struct sk_buff *skb)
 {
 	skb_orphan(skb);
 }
+
+int kcmrs_proc_create(struct net *net, int (*show_kcm)(struct seq_file *, void *),
+		      int (*show_stats)(struct seq_file *, void *))
+{
+	if (!proc_create_net_single("kcm_stats", 0444, net->proc_net, show_stats, NULL))
+		return -ENOMEM;
+	if (!proc_create_net_single("kcm", 0444, net->proc_net, show_kcm, NULL)) {
+		remove_proc_entry("kcm_stats", net->proc_net);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void kcmrs_proc_remove(struct net *net)
+{
+	remove_proc_entry("kcm", net->proc_net);
+	remove_proc_entry("kcm_stats", net->proc_net);
+}
+
+struct net *kcmrs_seq_file_single_net(struct seq_file *seq)
+{
+	return seq_file_single_net(seq);
+}
+
+int kcmrs_sk_receive_qlen(struct sock *sk)
+{
+	return READ_ONCE(sk->sk_receive_queue.qlen);
+}
+
+int kcmrs_sk_write_qlen(struct sock *sk)
+{
+	return READ_ONCE(sk->sk_write_queue.qlen);
+}
+
+int kcmrs_sk_wmem_alloc(struct sock *sk)
+{
+	return refcount_read(&sk->sk_wmem_alloc);
+}

@@ -28,7 +28,9 @@ mod framer;
 mod kcm_sock;
 mod mux;
 mod net_state;
+mod proc;
 mod psock;
+mod stats;
 
 module! {
     type: KcmRsModule,

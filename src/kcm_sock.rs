@@ -11,6 +11,7 @@ use crate::ffi::stream::{StreamSocket, Unattachable};
 use crate::mux::Mux;
 use crate::net_state::NetState;
 use crate::psock::{Psock, TxError};
+use crate::stats::SockStats;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 
@@ -52,6 +53,7 @@ pub(crate) struct KcmSock {
     index: u32,
     sk: KcmSk,
     seqpacket: bool,
+    stats: Arc<SockStats>,
     /// Serialises the senders of this socket: one message is built at a time.
     #[pin]
     tx: Mutex<KcmTx>,
@@ -73,7 +75,8 @@ impl KcmSock {
     }
 
     fn join(mux: Arc<Mux>, sk: KcmSk, seqpacket: bool) -> Result<Arc<Self>> {
-        let index = mux.join(sk)?;
+        let stats = Arc::new(SockStats::default(), GFP_KERNEL)?;
+        let index = mux.join(sk, stats.clone())?;
         let member_of = mux.clone();
         // If the allocation fails, the partly built value is dropped, and a `Mux` member is
         // left behind: undo it here.
@@ -83,6 +86,7 @@ impl KcmSock {
                 index,
                 sk,
                 seqpacket,
+                stats,
                 tx <- kernel::new_mutex!(
                     KcmTx {
                         pending: KVVec::new(),
@@ -158,6 +162,7 @@ impl KcmSock {
                     return Ok(n);
                 }
                 out.set_end_of_message(n < remaining);
+                self.stats.rx.count(msg.len());
                 self.sk.consume_head(&guard);
                 drop(guard);
                 self.mux.room_available();
@@ -206,6 +211,7 @@ impl KcmSock {
         };
         match result {
             Ok(()) => {
+                self.stats.tx.count(tx.pending.len());
                 tx.pending.clear();
                 Ok(n)
             }
@@ -230,6 +236,7 @@ impl KcmSock {
         };
         match psock.send_message(&tx.pending, nonblock) {
             Ok(()) => {
+                self.mux.stats().tx.count(tx.pending.len());
                 if more {
                     tx.batch = Some(psock);
                 } else {

@@ -13,6 +13,7 @@ use crate::ffi::kcm_sk::KcmSk;
 use crate::ffi::skb::Skb;
 use crate::net_state::NetState;
 use crate::psock::{Psock, TxError};
+use crate::stats::{MuxStats, PsockStats, SockStats};
 use kernel::prelude::*;
 use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
 
@@ -23,6 +24,7 @@ struct Member {
     /// KCM_RECV_DISABLE: no message is steered to this socket.
     recv_disabled: bool,
     sk: KcmSk,
+    stats: Arc<SockStats>,
 }
 
 /// What the multiplexor's lock protects.
@@ -98,10 +100,29 @@ fn lowest_free_index(used: impl Iterator<Item = u32>) -> Result<(usize, u32)> {
     Ok((pos, u32::try_from(pos)?))
 }
 
+/// A KCM socket's line in /proc/net/kcm.
+pub(crate) struct MemberReport {
+    pub(crate) index: u32,
+    pub(crate) stats: Arc<SockStats>,
+    /// Messages queued, receive memory charged.
+    pub(crate) queue: (i32, i32),
+    /// A reader waits and nothing is queued.
+    pub(crate) rx_wait: bool,
+}
+
+/// What /proc/net/kcm shows of a multiplexor, taken under its lock.
+pub(crate) struct MuxReport {
+    pub(crate) members: KVec<MemberReport>,
+    pub(crate) psocks: KVec<Arc<Psock>>,
+}
+
 /// A multiplexor.
 #[pin_data]
 pub(crate) struct Mux {
     net: Arc<NetState>,
+    stats: MuxStats,
+    /// Sums of the psocks that were unattached.
+    departed_psocks: PsockStats,
     #[pin]
     state: Mutex<MuxState>,
     /// Senders wait here for a psock to become free or to be attached.
@@ -116,6 +137,8 @@ impl Mux {
         let mux = Arc::pin_init(
             pin_init!(Self {
                 net: mux_net,
+                stats: MuxStats::default(),
+                departed_psocks: PsockStats::default(),
                 state <- kernel::new_mutex!(
                     MuxState {
                         members: KVec::new(),
@@ -137,7 +160,7 @@ impl Mux {
     }
 
     /// Adds the KCM socket `sk`; returns its index.
-    pub(crate) fn join(&self, sk: KcmSk) -> Result<u32> {
+    pub(crate) fn join(&self, sk: KcmSk, stats: Arc<SockStats>) -> Result<u32> {
         let mut st = self.state.lock();
         let (pos, index) = lowest_free_index(st.members.iter().map(|m| m.index))?;
         st.members.reserve(1, GFP_KERNEL)?;
@@ -145,6 +168,7 @@ impl Mux {
             index,
             recv_disabled: false,
             sk,
+            stats,
         };
         // Cannot fail: `pos` is at most the length and room was reserved.
         st.members
@@ -182,9 +206,11 @@ impl Mux {
         drop(st);
         for psock in psocks.iter() {
             psock.stop();
+            self.psock_gone(psock);
         }
         self.psock_free.notify_all();
-        self.net.remove_mux(self);
+        self.net
+            .remove_mux(self, &self.stats, &self.departed_psocks);
     }
 
     /// Sets KCM_RECV_DISABLE of the member with `index`. Disabling moves the messages queued on
@@ -224,6 +250,7 @@ impl Mux {
         st.drain_held();
         if st.held.is_empty() {
             if let Some(sk) = st.pick_receiver() {
+                self.stats.rx.count(msg.len());
                 sk.deliver(msg);
                 return Ok(());
             }
@@ -271,6 +298,7 @@ impl Mux {
             .insert_within_capacity(pos, psock)
             .map_err(|_| EINVAL)?;
         drop(st);
+        self.stats.psock_attach.inc();
         self.psock_changed();
         Ok(())
     }
@@ -286,8 +314,47 @@ impl Mux {
         let psock = st.psocks.remove(pos).map_err(|_| ENOENT)?;
         st.rx_stalled.retain(|p| !Arc::ptr_eq(p, &psock));
         drop(st);
+        if psock.status().reserved {
+            self.stats.psock_unattach_rsvd.inc();
+        }
         psock.stop();
+        self.psock_gone(&psock);
         Ok(())
+    }
+
+    /// Keeps the counters of an unattached psock.
+    fn psock_gone(&self, psock: &Psock) {
+        self.stats.psock_unattach.inc();
+        psock.stats().add_to(&self.departed_psocks);
+    }
+
+    pub(crate) fn stats(&self) -> &MuxStats {
+        &self.stats
+    }
+
+    pub(crate) fn departed_psocks(&self) -> &PsockStats {
+        &self.departed_psocks
+    }
+
+    /// A snapshot for /proc/net/kcm.
+    pub(crate) fn report(&self) -> Result<MuxReport> {
+        let st = self.state.lock();
+        let mut members = KVec::with_capacity(st.members.len(), GFP_KERNEL)?;
+        for m in st.members.iter() {
+            let queue = m.sk.queue_state();
+            let report = MemberReport {
+                index: m.index,
+                stats: m.stats.clone(),
+                queue,
+                rx_wait: queue.0 == 0 && m.sk.has_waiter(),
+            };
+            members.push(report, GFP_KERNEL)?;
+        }
+        let mut psocks = KVec::with_capacity(st.psocks.len(), GFP_KERNEL)?;
+        for p in st.psocks.iter() {
+            psocks.push(p.clone(), GFP_KERNEL)?;
+        }
+        Ok(MuxReport { members, psocks })
     }
 
     /// A psock was attached, freed or broke: wake senders waiting for one. The lock orders the
@@ -332,10 +399,13 @@ impl Mux {
             let result = psock.send_message(msg, nonblock);
             psock.release();
             match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.stats.tx.count(msg.len());
+                    return Ok(());
+                }
                 Err(TxError::WouldBlock) => return Err(EAGAIN),
                 Err(TxError::Interrupted(e)) => return Err(e),
-                Err(TxError::Broken) => continue,
+                Err(TxError::Broken) => self.stats.tx_retries.inc(),
             }
         }
     }

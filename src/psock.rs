@@ -16,9 +16,14 @@ use crate::ffi::stream::StreamSocket;
 use crate::ffi::workqueue;
 use crate::framer::{Framer, StreamError};
 use crate::mux::Mux;
+use crate::stats::PsockStats;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
-use kernel::workqueue::{Work, WorkItem};
+use kernel::time::{Delta, Instant, Monotonic};
+use kernel::workqueue::{DelayedWork, Work, WorkItem};
+
+/// Longest wait of the assembly timer; it is armed again while a message stays incomplete.
+const TIMER_STEP_MS: i64 = 1000;
 
 /// Receive state.
 struct PsockRx {
@@ -27,6 +32,10 @@ struct PsockRx {
     ready: Option<crate::ffi::skb::Skb>,
     /// Unattached, or the stream broke: nothing more is read.
     stopped: bool,
+    /// When the incomplete message began, and how many messages had completed then.
+    message_started: Option<(Instant<Monotonic>, u64)>,
+    /// The assembly timer is armed.
+    timer_armed: bool,
 }
 
 /// Transmit state.
@@ -47,6 +56,14 @@ pub(crate) enum TxError {
     Interrupted(Error),
 }
 
+/// What /proc/net/kcm shows of a psock's state.
+pub(crate) struct PsockStatus {
+    pub(crate) rx_stopped: bool,
+    pub(crate) ready: bool,
+    pub(crate) tx_broken: bool,
+    pub(crate) reserved: bool,
+}
+
 /// A TCP socket attached to a multiplexor.
 #[pin_data]
 pub(crate) struct Psock {
@@ -55,10 +72,14 @@ pub(crate) struct Psock {
     mux: Arc<Mux>,
     /// Index in the multiplexor, as shown in /proc/net/kcm.
     index: u32,
+    stats: PsockStats,
     #[pin]
     rx: Mutex<PsockRx>,
     #[pin]
     rx_work: Work<Psock>,
+    /// Checks that a message is assembled within the TCP socket's SO_RCVTIMEO.
+    #[pin]
+    timeout_work: DelayedWork<Psock, 1>,
     #[pin]
     tx: Mutex<PsockTx>,
 }
@@ -67,11 +88,24 @@ kernel::impl_has_work! {
     impl HasWork<Self> for Psock { self.rx_work }
 }
 
+kernel::impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 1> for Psock { self.timeout_work }
+}
+
 impl WorkItem for Psock {
     type Pointer = Arc<Psock>;
 
     fn run(this: Arc<Psock>) {
         this.receive();
+    }
+}
+
+impl WorkItem<1> for Psock {
+    type Pointer = Arc<Psock>;
+
+    fn run(this: Arc<Psock>) {
+        workqueue::timer_fired();
+        this.check_assembly_time();
     }
 }
 
@@ -89,15 +123,19 @@ impl Psock {
                 prog,
                 mux,
                 index,
+                stats: PsockStats::default(),
                 rx <- kernel::new_mutex!(
                     PsockRx {
                         framer: Framer::default(),
                         ready: None,
                         stopped: false,
+                        message_started: None,
+                        timer_armed: false,
                     },
                     "Psock::rx"
                 ),
                 rx_work <- kernel::new_work!("Psock::rx_work"),
+                timeout_work <- kernel::new_delayed_work!("Psock::timeout_work"),
                 tx <- kernel::new_mutex!(
                     PsockTx {
                         busy: false,
@@ -118,6 +156,26 @@ impl Psock {
         self.index
     }
 
+    pub(crate) fn stats(&self) -> &PsockStats {
+        &self.stats
+    }
+
+    /// The flags /proc/net/kcm shows: stopped (unattached or broken), transmit broken,
+    /// reserved by a sender, holding a message no member could take.
+    pub(crate) fn status(&self) -> PsockStatus {
+        let (rx_stopped, ready) = {
+            let rx = self.rx.lock();
+            (rx.stopped, rx.ready.is_some())
+        };
+        let tx = self.tx.lock();
+        PsockStatus {
+            rx_stopped,
+            ready,
+            tx_broken: tx.broken,
+            reserved: tx.busy,
+        }
+    }
+
     /// Takes the socket's callbacks; from now on arriving bytes are parsed, starting with those
     /// already queued. EALREADY when the socket has another owner.
     pub(crate) fn start(self: &Arc<Self>) -> Result {
@@ -133,7 +191,7 @@ impl Psock {
 
     /// Bytes arrived (softirq): run the receive work.
     pub(crate) fn data_ready(this: Arc<Self>) {
-        let _ = workqueue::queue().enqueue(this);
+        let _ = workqueue::queue().enqueue::<_, 0>(this);
     }
 
     /// The TCP state changed (softirq): the work notices a closed or reset stream.
@@ -164,6 +222,7 @@ impl Psock {
             match rx.framer.feed(chunk, 0, &self.prog, max_len) {
                 Ok(fed) => {
                     if let Some(msg) = fed.message {
+                        self.stats.rx.count(msg.len());
                         if let Err(msg) = self.mux.deliver(msg, self) {
                             rx.ready = Some(msg);
                             stalled = true;
@@ -182,12 +241,76 @@ impl Psock {
         } else if !stalled && self.stream.peer_done() {
             // Everything that arrived before the close or reset has been parsed.
             self.break_stream(&mut rx, EPIPE);
+        } else {
+            self.note_assembly(&mut rx);
+        }
+    }
+
+    /// Records when the incomplete message (if any) began, and arms the assembly timer.
+    fn note_assembly(self: &Arc<Self>, rx: &mut PsockRx) {
+        if !rx.framer.in_message() {
+            rx.message_started = None;
+            return;
+        }
+        let completed = self.stats.rx.msgs.get();
+        if rx.message_started.is_none_or(|(_, seen)| seen != completed) {
+            rx.message_started = Some((Instant::now(), completed));
+        }
+        self.arm_timer(rx);
+    }
+
+    /// SO_RCVTIMEO of the TCP socket in milliseconds, if set.
+    fn assembly_limit_ms(&self) -> Option<i64> {
+        let timeo = self.stream.rcvtimeo();
+        if timeo <= 0 || timeo == isize::MAX {
+            return None;
+        }
+        Some((timeo as i64).saturating_mul(1000) / i64::from(crate::ffi::bindings::HZ))
+    }
+
+    fn arm_timer(self: &Arc<Self>, rx: &mut PsockRx) {
+        let (Some(limit), Some((start, _))) = (self.assembly_limit_ms(), rx.message_started) else {
+            return;
+        };
+        if rx.timer_armed {
+            return;
+        }
+        let left = (limit - start.elapsed().as_millis()).clamp(1, TIMER_STEP_MS);
+        let delay = kernel::time::msecs_to_jiffies(left as u32);
+        rx.timer_armed = workqueue::enqueue_delayed::<_, 1>(self.clone(), delay);
+    }
+
+    /// The assembly timer: ETIMEDOUT when the incomplete message is older than SO_RCVTIMEO.
+    fn check_assembly_time(self: &Arc<Self>) {
+        let _guard = self.stream.lock();
+        let mut rx = self.rx.lock();
+        rx.timer_armed = false;
+        if rx.stopped || !rx.framer.in_message() {
+            return;
+        }
+        let (Some(limit), Some((start, _))) = (self.assembly_limit_ms(), rx.message_started) else {
+            return;
+        };
+        if start.elapsed() >= Delta::from_millis(limit) {
+            self.break_stream(&mut rx, ETIMEDOUT);
+        } else {
+            self.arm_timer(&mut rx);
         }
     }
 
     /// The stream is broken: report `err` on the TCP socket and stop using it. The
     /// application unattaches and closes it.
     fn break_stream(&self, rx: &mut PsockRx, err: Error) {
+        self.stats.rx_aborts.inc();
+        if err == EMSGSIZE {
+            self.stats.rx_too_big.inc();
+        } else if err == ENOMEM {
+            self.stats.rx_mem_fail.inc();
+        } else if err == ETIMEDOUT {
+            self.stats.rx_timeouts.inc();
+        } else if err != EPIPE {
+            self.stats.rx_bad_len.inc();
+        }
         rx.stopped = true;
         rx.framer = Framer::default();
         self.stream.report_error(err);
@@ -220,12 +343,14 @@ impl Psock {
             return false;
         }
         tx.busy = true;
+        self.stats.reserved.inc();
         true
     }
 
     /// Ends a reservation.
     pub(crate) fn release(&self) {
         self.tx.lock().busy = false;
+        self.stats.unreserved.inc();
         self.mux.psock_changed();
     }
 
@@ -259,12 +384,14 @@ impl Psock {
                     kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
                 }
                 Err(_) => {
+                    self.stats.tx_aborts.inc();
                     self.tx.lock().broken = true;
                     self.mux.psock_changed();
                     return Err(TxError::Broken);
                 }
             }
         }
+        self.stats.tx.count(msg.len());
         Ok(())
     }
 

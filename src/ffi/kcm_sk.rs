@@ -78,6 +78,17 @@ impl KcmSk {
         unsafe { b::kcmrs_sk_has_sleeper(self.0) }
     }
 
+    /// Messages queued and receive memory charged (for /proc).
+    pub(crate) fn queue_state(self) -> (i32, i32) {
+        // SAFETY: The sock is live by the type invariant; racy reads are fine for /proc.
+        unsafe {
+            (
+                b::kcmrs_sk_receive_qlen(self.0),
+                b::kcmrs_sk_rmem_alloc(self.0),
+            )
+        }
+    }
+
     pub(crate) fn queue_is_empty(self) -> bool {
         // SAFETY: The queue of a live sock; a racy read is fine for a steering hint.
         unsafe { b::kcmrs_skb_peek(self.queue()).is_null() }

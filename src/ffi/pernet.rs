@@ -73,9 +73,14 @@ unsafe extern "C" fn net_init(net: *mut b::net) -> i32 {
         Err(e) => return e.to_errno(),
     };
     // SAFETY: The core calls init with a namespace being set up, whose slot exists.
-    let slot = unsafe { Net::from_raw(net) }.slot();
+    let net = unsafe { Net::from_raw(net) };
     // SAFETY: The slot is ours and valid for writes; it is empty until init.
-    unsafe { *slot = Arc::into_raw(state) };
+    unsafe { *net.slot() = Arc::into_raw(state) };
+    if let Err(e) = super::procfs::create(net) {
+        // SAFETY: Stored just above; exit will not run for a failed init.
+        drop(unsafe { Arc::from_raw(core::ptr::replace(net.slot(), core::ptr::null())) });
+        return e.to_errno();
+    }
     0
 }
 
@@ -86,7 +91,10 @@ unsafe extern "C" fn net_init(net: *mut b::net) -> i32 {
 /// Called by the namespace core only, once, for a namespace that `net_init` succeeded on.
 unsafe extern "C" fn net_exit(net: *mut b::net) {
     // SAFETY: The core calls exit once, for a namespace that init succeeded on.
-    let slot = unsafe { Net::from_raw(net) }.slot();
+    let net = unsafe { Net::from_raw(net) };
+    // The entries go first: removal waits for readers, which use the state.
+    super::procfs::remove(net);
+    let slot = net.slot();
     // SAFETY: init stored an `Arc::into_raw` in the slot; we take that reference back once.
     let state = unsafe { Arc::from_raw(core::ptr::replace(slot, core::ptr::null())) };
     state.namespace_exit();

@@ -120,6 +120,25 @@ impl StreamSocket {
         unsafe { b::tcp_sock_set_cork(self.sk(), on) };
     }
 
+    /// Receive queue length, receive memory, write queue length, write memory (for /proc).
+    pub(crate) fn queue_state(&self) -> [i32; 4] {
+        // SAFETY: The sock is live by the type invariant; racy reads are fine for /proc.
+        unsafe {
+            [
+                b::kcmrs_sk_receive_qlen(self.sk()),
+                b::kcmrs_sk_rmem_alloc(self.sk()),
+                b::kcmrs_sk_write_qlen(self.sk()),
+                b::kcmrs_sk_wmem_alloc(self.sk()),
+            ]
+        }
+    }
+
+    /// SO_RCVTIMEO in jiffies (`MAX_SCHEDULE_TIMEOUT` when unset).
+    pub(crate) fn rcvtimeo(&self) -> isize {
+        // SAFETY: The sock is live by the type invariant.
+        unsafe { b::kcmrs_sk_rcvtimeo(self.sk()) }
+    }
+
     /// The receive buffer size: the largest message accepted (as net/kcm).
     pub(crate) fn rcvbuf(&self) -> usize {
         // SAFETY: The sock is live by the type invariant.

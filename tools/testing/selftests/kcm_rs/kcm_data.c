@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/time.h>
+#include <sched.h>
 #include <sys/wait.h>
 
 #include "kselftest_harness.h"
@@ -424,6 +425,128 @@ XFAIL_FOR_C(kcm, ipv4_seqpacket, slow_reader_loses_nothing);
 XFAIL_FOR_C(kcm, ipv6_dgram, slow_reader_loses_nothing);
 XFAIL_FOR_C(kcm, ipv6_seqpacket, slow_reader_loses_nothing);
 
+TEST_F(kcm, incomplete_message_times_out_with_etimedout)
+{
+	struct timeval tv = { .tv_usec = 300000 };
+	int pair[2], err = 0;
+	socklen_t len = sizeof(err);
+	struct pollfd p;
+	uint32_t be = htonl(100);
+
+	ASSERT_EQ(0, tcp_pair(variant->family, pair));
+	ASSERT_EQ(0, setsockopt(pair[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	ASSERT_EQ(0, kcm_attach(self->kcm, pair[0], self->prog));
+	/* A header announcing 100 bytes, then only 10 of them. */
+	ASSERT_EQ(0, write_all(pair[1], &be, 4));
+	ASSERT_EQ(0, write_all(pair[1], "0123456789", 10));
+	p.fd = pair[0];
+	p.events = 0;
+	ASSERT_EQ(1, poll(&p, 1, 5000));
+	ASSERT_EQ(0, getsockopt(pair[0], SOL_SOCKET, SO_ERROR, &err, &len));
+	EXPECT_EQ(ETIMEDOUT, err);
+	close(pair[0]);
+	close(pair[1]);
+}
+
+TEST_F(kcm, peer_close_breaks_only_that_psock)
+{
+	int pair[2], err = 0;
+	socklen_t len = sizeof(err);
+	struct pollfd p;
+	unsigned char got[200];
+	size_t n;
+
+	ASSERT_EQ(0, tcp_pair(variant->family, pair));
+	ASSERT_EQ(0, kcm_attach(self->kcm, pair[0], self->prog));
+	close(pair[1]);
+	p.fd = pair[0];
+	p.events = 0;
+	ASSERT_EQ(1, poll(&p, 1, 5000));
+	ASSERT_EQ(0, getsockopt(pair[0], SOL_SOCKET, SO_ERROR, &err, &len));
+	EXPECT_EQ(EPIPE, err);
+	/* Every message now goes out on the remaining psock. */
+	for (unsigned int seq = 0; seq < 10; seq++) {
+		n = make_frame(self->buf, seq, 100);
+		ASSERT_EQ((ssize_t)n, send(self->kcm, self->buf, n, MSG_EOR));
+		ASSERT_EQ(0, read_all(self->tcp[1], got, n));
+		ASSERT_TRUE(check_frame(got, n, seq));
+	}
+	EXPECT_EQ(0, kcm_unattach(self->kcm, pair[0]));
+	close(pair[0]);
+}
+
+TEST_F(kcm, tcp_fd_closed_while_attached)
+{
+	/* The multiplexor keeps the socket; the application's fd is gone. */
+	size_t n = make_frame(self->buf, 1, 77);
+
+	ASSERT_EQ(0, close(self->tcp[0]));
+	ASSERT_EQ(0, write_all(self->tcp[1], self->buf, n));
+	ASSERT_EQ((int)n, recv_msg(self->kcm, self->buf, sizeof(self->buf), 0));
+	EXPECT_TRUE(check_frame(self->buf, n, 1));
+	ASSERT_EQ((ssize_t)n, send(self->kcm, self->buf, n, MSG_EOR));
+	ASSERT_EQ(0, read_all(self->tcp[1], self->buf, n));
+	EXPECT_TRUE(check_frame(self->buf, n, 1));
+	self->tcp[0] = open("/dev/null", O_RDONLY);	/* for the teardown's close */
+}
+
+TEST_F(kcm, sendmmsg_and_recvmmsg)
+{
+	enum { N = 8 };
+	static unsigned char out[N][300], in[N][300];
+	struct mmsghdr mm[N];
+	struct iovec iov[N];
+	size_t len[N];
+	int got = 0;
+
+	memset(mm, 0, sizeof(mm));
+	for (int i = 0; i < N; i++) {
+		len[i] = make_frame(out[i], i, 20 * i);
+		iov[i] = (struct iovec){ .iov_base = out[i], .iov_len = len[i] };
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+		mm[i].msg_hdr.msg_flags = 0;
+	}
+	/* sendmmsg passes no per-message MSG_EOR: on SOCK_SEQPACKET give it as the flag. */
+	ASSERT_EQ(N, sendmmsg(self->kcm, mm, N, variant->type == SOCK_SEQPACKET ? MSG_EOR : 0));
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(0, read_all(self->tcp[1], in[0], len[i]));
+		ASSERT_TRUE(check_frame(in[0], len[i], i)) TH_LOG("message %d", i);
+	}
+	for (int i = 0; i < N; i++)
+		ASSERT_EQ(0, write_all(self->tcp[1], out[i], len[i]));
+	for (int i = 0; i < N; i++)
+		iov[i] = (struct iovec){ .iov_base = in[i], .iov_len = sizeof(in[i]) };
+	while (got < N) {
+		int n = recvmmsg(self->kcm, mm + got, N - got, 0, NULL);
+
+		ASSERT_LT(0, n);
+		got += n;
+	}
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(len[i], mm[i].msg_len);
+		ASSERT_TRUE(check_frame(in[i], len[i], i));
+	}
+}
+
+TEST_F(kcm, msg_batch_defers_then_sends_in_order)
+{
+	unsigned char got[300];
+
+	for (unsigned int seq = 0; seq < 6; seq++) {
+		size_t n = make_frame(self->buf, seq, 50 + seq);
+		int flags = (variant->type == SOCK_SEQPACKET ? MSG_EOR : 0) | (seq < 5 ? MSG_BATCH : 0);
+
+		ASSERT_EQ((ssize_t)n, send(self->kcm, self->buf, n, flags));
+	}
+	for (unsigned int seq = 0; seq < 6; seq++) {
+		size_t n = 4 + 50 + seq;
+
+		ASSERT_EQ(0, read_all(self->tcp[1], got, n));
+		ASSERT_TRUE(check_frame(got, n, seq)) TH_LOG("message %u", seq);
+	}
+}
+
 /* Attach and unattach errnos, as net/kcm. */
 TEST(attach_errnos)
 {
@@ -665,6 +788,125 @@ TEST(senders_never_interleave)
 		close(pairs[c][1]);
 	}
 	close(prog);
+}
+
+/* /proc/net/kcm and kcm_stats: per namespace, net/kcm's layout, no addresses. */
+static int read_file(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY), n, total = 0;
+
+	if (fd < 0)
+		return -errno;
+	while ((n = read(fd, buf + total, cap - 1 - total)) > 0)
+		total += n;
+	close(fd);
+	buf[total] = 0;
+	return total;
+}
+
+/* The n-th whitespace-separated field of the first line that starts with prefix. */
+static long long field_of(const char *text, const char *prefix, int n)
+{
+	const char *line = text;
+
+	while (line && *line) {
+		const char *p = line;
+
+		while (*p == ' ')
+			p++;
+		if (!strncmp(p, prefix, strlen(prefix))) {
+			char word[64];
+			int off = 0, k = 0;
+
+			while (sscanf(p + off, "%63s%n", word, &k) == 1 && n-- > 0)
+				off += k;
+			return atoll(word);
+		}
+		line = strchr(line, '\n');
+		if (line)
+			line++;
+	}
+	return -1;
+}
+
+TEST(proc_net_kcm_per_namespace)
+{
+	int ready[2], done[2], status;
+	char text[8192];
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(ready));
+	ASSERT_EQ(0, pipe(done));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int prog, kcm, c1, c2, pair[2];
+		unsigned char msg[100];
+		size_t n;
+		char c;
+
+		close(ready[0]);
+		close(done[1]);
+		if (unshare(CLONE_NEWNET))
+			_exit(10);
+		if (system("ip link set lo up"))
+			_exit(21);
+		prog = load_len_prefix_parser();
+		kcm = socket(AF_KCM, SOCK_DGRAM, 0);
+		c1 = kcm_clone(kcm);
+		c2 = kcm_clone(kcm);
+		/* Only kcm-0 receives: the clones are out of steering. */
+		if (prog < 0 || kcm < 0 || c1 < 0 || c2 < 0 || kcm_set_recv_disabled(c1, 1) ||
+		    kcm_set_recv_disabled(c2, 1) || tcp_pair(AF_INET, pair) ||
+		    kcm_attach(kcm, pair[0], prog))
+			_exit(11);
+		for (int i = 0; i < 3; i++) {
+			n = make_frame(msg, i, 40);
+			if (write_all(pair[1], msg, n) || recv(kcm, msg, sizeof(msg), 0) != (ssize_t)n)
+				_exit(12);
+		}
+		n = make_frame(msg, 9, 10);
+		if (send(c1, msg, n, 0) != (ssize_t)n || read_all(pair[1], msg, n))
+			_exit(13);
+		if (read_file("/proc/net/kcm", text, sizeof(text)) <= 0)
+			_exit(14);
+		printf("%s", text);
+		fflush(stdout);
+		if (!strstr(text, "*** KCM statistics (1 MUX) ****") ||
+		    !strstr(text, "KCMs: 3, Psocks 1") || !strstr(text, "   kcm-0 ") ||
+		    !strstr(text, "   kcm-1 ") || !strstr(text, "   kcm-2 ") ||
+		    !strstr(text, "   psock-0 "))
+			_exit(15);
+		/* psock-0: RX-Msgs 3, TX-Msgs 1; kcm-0 received all 3, kcm-1 sent 1. */
+		if (field_of(text, "psock-0", 1) != 3 || field_of(text, "psock-0", 3) != 1 ||
+		    field_of(text, "kcm-0", 1) != 3 || field_of(text, "kcm-1", 3) != 1)
+			_exit(16);
+		if (strstr(text, "ffff") || strstr(text, "0x"))
+			_exit(17);
+		if (read_file("/proc/net/kcm_stats", text, sizeof(text)) <= 0)
+			_exit(18);
+		printf("%s", text);
+		fflush(stdout);
+		if (strncmp(text, "MUX ", 4) || !strstr(text, "\nPsock "))
+			_exit(19);
+		if (write(ready[1], "r", 1) != 1 || read(done[0], &c, 1) != 1)
+			_exit(20);
+		_exit(0);
+	}
+	/* While the child's multiplexor exists, this namespace does not see it. */
+	close(ready[1]);
+	close(done[0]);
+	{
+		char c;
+
+		ASSERT_EQ(1, read(ready[0], &c, 1));
+		ASSERT_LT(0, read_file("/proc/net/kcm", text, sizeof(text)));
+		EXPECT_EQ(NULL, strstr(text, "psock-0")) TH_LOG("%s", text);
+		ASSERT_EQ(1, write(done[1], "d", 1));
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
 TEST_HARNESS_MAIN
