@@ -23,6 +23,7 @@
 #include <linux/skbuff.h>
 #include <linux/socket.h>
 #include <linux/sockptr.h>
+#include <linux/splice.h>
 #include <linux/uio.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
@@ -124,6 +125,11 @@ struct net *kcmrs_seq_file_single_net(struct seq_file *seq);
 int kcmrs_sk_receive_qlen(struct sock *sk);
 int kcmrs_sk_write_qlen(struct sock *sk);
 int kcmrs_sk_wmem_alloc(struct sock *sk);
+
+/* splice() out of a KCM socket. */
+ssize_t kcmrs_skb_splice(struct sk_buff *skb, struct sock *sk, unsigned int offset,
+			 struct pipe_inode_info *pipe, unsigned int len, unsigned int flags);
+bool kcmrs_socket_nonblocking(struct socket *sock);
 
 /* A workqueue of kcm-rs's own: module exit drains it. */
 struct workqueue_struct *kcmrs_alloc_workqueue(void);

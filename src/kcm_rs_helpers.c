@@ -322,3 +322,14 @@ int kcmrs_sk_wmem_alloc(struct sock *sk)
 {
 	return refcount_read(&sk->sk_wmem_alloc);
 }
+
+ssize_t kcmrs_skb_splice(struct sk_buff *skb, struct sock *sk, unsigned int offset,
+			 struct pipe_inode_info *pipe, unsigned int len, unsigned int flags)
+{
+	return skb_splice_bits(skb, sk, offset, pipe, len, flags);
+}
+
+bool kcmrs_socket_nonblocking(struct socket *sock)
+{
+	return sock->file && (sock->file->f_flags & O_NONBLOCK);
+}

@@ -5,7 +5,7 @@
 use crate::ffi::bindings as b;
 use crate::ffi::bpf::BpfProg;
 use crate::ffi::errno::{enoprotoopt, eopnotsupp};
-use crate::ffi::kcm_sk::KcmSk;
+use crate::ffi::kcm_sk::{KcmSk, SplicePipe};
 use crate::ffi::msg::{RecvMsg, SendMsg};
 use crate::ffi::stream::{StreamSocket, Unattachable};
 use crate::mux::Mux;
@@ -167,6 +167,28 @@ impl KcmSock {
                 drop(guard);
                 self.mux.room_available();
                 return Ok(n);
+            }
+            drop(guard);
+            if timeo == 0 {
+                return Err(EAGAIN);
+            }
+            self.sk.wait_for_message(&mut timeo)?;
+        }
+    }
+
+    /// splice() of a SOCK_SEQPACKET socket: the next bytes of the head message, as net/kcm.
+    /// Message ends are not visible to splice: a message spliced to its end stays queued, and
+    /// the next recvmsg returns 0 bytes with MSG_EOR for it.
+    pub(crate) fn splice(&self, pipe: &SplicePipe, len: usize, nonblock: bool) -> Result<usize> {
+        let mut timeo = self.sk.rcvtimeo(nonblock);
+        loop {
+            let guard = self.sk.lock();
+            if let Some(mut msg) = self.sk.peek(&guard) {
+                let offset = msg.read_offset();
+                let n = len.min(msg.len() - offset);
+                let spliced = self.sk.splice(&msg, offset, pipe, n)?;
+                msg.set_read_offset(offset + spliced);
+                return Ok(spliced);
             }
             drop(guard);
             if timeo == 0 {

@@ -8,7 +8,7 @@
 
 use super::bindings as b;
 use super::errno::{enoprotoopt, eprotonosupport, esocktnosupport};
-use super::kcm_sk::KcmSk;
+use super::kcm_sk::{KcmSk, SplicePipe};
 use super::msg::{RecvMsg, SendMsg};
 use super::pernet::Net;
 use super::user::{self, SockoptOut};
@@ -42,7 +42,7 @@ static PROTO: StaticCObject<b::proto> = StaticCObject::new(b::proto {
     ..unsafe { core::mem::zeroed() }
 });
 
-const fn kcm_ops() -> b::proto_ops {
+const fn kcm_ops(seqpacket: bool) -> b::proto_ops {
     b::proto_ops {
         family: b::PF_KCM as i32,
         owner: THIS_MODULE_PTR,
@@ -61,14 +61,19 @@ const fn kcm_ops() -> b::proto_ops {
         sendmsg: Some(kcm_sendmsg),
         recvmsg: Some(kcm_recvmsg),
         mmap: Some(b::sock_no_mmap),
+        // As net/kcm: SOCK_SEQPACKET splices messages; SOCK_DGRAM falls back to recvmsg.
+        splice_read: if seqpacket {
+            Some(kcm_splice_read)
+        } else {
+            None
+        },
         // SAFETY: All-zero is a valid `proto_ops`: the remaining callbacks are absent.
         ..unsafe { core::mem::zeroed() }
     }
 }
 
-// Two tables, as the SOCK_SEQPACKET one gains `splice_read` with the data path.
-static DGRAM_OPS: StaticCObject<b::proto_ops> = StaticCObject::new(kcm_ops());
-static SEQPACKET_OPS: StaticCObject<b::proto_ops> = StaticCObject::new(kcm_ops());
+static DGRAM_OPS: StaticCObject<b::proto_ops> = StaticCObject::new(kcm_ops(false));
+static SEQPACKET_OPS: StaticCObject<b::proto_ops> = StaticCObject::new(kcm_ops(true));
 
 static FAMILY: StaticCObject<b::net_proto_family> = StaticCObject::new(b::net_proto_family {
     family: b::PF_KCM as i32,
@@ -424,6 +429,32 @@ unsafe extern "C" fn kcm_recvmsg(
     match sock.kcm().recv(&mut out, len, recv_flags) {
         Ok(n) => n as c_int,
         Err(e) => e.to_errno(),
+    }
+}
+
+/// `proto_ops::splice_read` of SOCK_SEQPACKET sockets.
+///
+/// # Safety
+///
+/// Called by the socket core only, on a KCM socket that is not being released, with the
+/// call's pipe.
+unsafe extern "C" fn kcm_splice_read(
+    sock: *mut b::socket,
+    _ppos: *mut b::loff_t,
+    pipe: *mut b::pipe_inode_info,
+    len: usize,
+    flags: c_uint,
+) -> isize {
+    // SAFETY: An operation call on a live KCM socket.
+    let kcm_socket = unsafe { KcmSocket::from_raw(sock) };
+    // SAFETY: `sock` is live; the file flag is read once.
+    let nonblock =
+        flags & b::SPLICE_F_NONBLOCK != 0 || unsafe { b::kcmrs_socket_nonblocking(sock) };
+    // SAFETY: `pipe` is this call's.
+    let pipe = unsafe { SplicePipe::from_raw(pipe) };
+    match kcm_socket.kcm().splice(&pipe, len, nonblock) {
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
     }
 }
 

@@ -31,6 +31,23 @@ impl Drop for KcmSkGuard {
     }
 }
 
+/// The pipe of a `splice_read` call.
+///
+/// # Invariants
+///
+/// `self.0` is the pipe passed to `splice_read`, valid until the call returns.
+pub(crate) struct SplicePipe(*mut b::pipe_inode_info);
+
+impl SplicePipe {
+    /// # Safety
+    ///
+    /// `pipe` must be `splice_read`'s pipe, and the value must not outlive the call.
+    pub(crate) unsafe fn from_raw(pipe: *mut b::pipe_inode_info) -> Self {
+        // INVARIANT: Guaranteed by the caller.
+        Self(pipe)
+    }
+}
+
 /// The message at the head of a receive queue, lent while the socket lock is held.
 pub(crate) struct QueuedMessage<'a> {
     skb: core::mem::ManuallyDrop<Skb>,
@@ -145,6 +162,32 @@ impl KcmSk {
         if let Some(msg) = self.take_queued() {
             drop(msg);
         }
+    }
+
+    /// Splices up to `len` bytes of the queued message `msg` from `offset` into `pipe`.
+    pub(crate) fn splice(
+        self,
+        msg: &QueuedMessage<'_>,
+        offset: usize,
+        pipe: &SplicePipe,
+        len: usize,
+    ) -> Result<usize> {
+        // SAFETY: The buffer is queued on this live sock and stays while the lock is held
+        // (`msg` borrows the guard); the pipe is the splice call's.
+        let ret = unsafe {
+            b::kcmrs_skb_splice(
+                msg.as_ptr(),
+                self.0,
+                offset as u32,
+                pipe.0,
+                len as u32,
+                b::SPLICE_F_NONBLOCK,
+            )
+        };
+        if ret < 0 {
+            return Err(Error::from_errno(ret as i32));
+        }
+        Ok(ret as usize)
     }
 
     /// The receive timeout in jiffies (0 for non-blocking).

@@ -31,7 +31,15 @@ if [ -x "$samples/kcm_echo" ]; then
 	echo "# === samples/kcm_echo"
 	(cd "$samples" && { ./kcm_echo server 7000 3 3 & sleep 1
 		./kcm_echo client 7000 3 3 600; rc=$?; wait; exit $rc; })
-	if [ $? = 0 ]; then
+	rc=$?
+	if [ "$KCM_PROVIDER" = c ]; then
+		# net/kcm mis-frames messages that do not start a segment: replies go missing.
+		if [ $rc != 0 ]; then
+			echo "ok - samples/kcm_echo exchange # XFAIL net/kcm mis-frames"; pass=$((pass + 1))
+		else
+			echo "not ok - samples/kcm_echo exchange # XPASS"; fail=$((fail + 1))
+		fi
+	elif [ $rc = 0 ]; then
 		echo "ok - samples/kcm_echo exchange"; pass=$((pass + 1))
 	else
 		echo "not ok - samples/kcm_echo exchange"; fail=$((fail + 1))
