@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/time.h>
 #include <sched.h>
 #include <sys/wait.h>
@@ -583,6 +584,130 @@ TEST_F(kcm, splice_out_of_seqpacket)
 	EXPECT_TRUE(msg.msg_flags & MSG_EOR);
 	close(pipefd[0]);
 	close(pipefd[1]);
+}
+
+TEST_F(kcm, recv_disable_moves_queued_messages)
+{
+	int other = kcm_clone(self->kcm), epfd;
+	struct epoll_event ev = { .events = EPOLLIN }, out;
+	size_t len = 0;
+
+	ASSERT_LE(0, other);
+	/* Only the first socket receives while the messages arrive. */
+	ASSERT_EQ(0, kcm_set_recv_disabled(other, 1));
+	for (unsigned int seq = 0; seq < 4; seq++) {
+		len = make_frame(self->buf, seq, 60);
+		ASSERT_EQ(0, write_all(self->tcp[1], self->buf, len));
+	}
+	epfd = epoll_create1(0);
+	ASSERT_EQ(0, epoll_ctl(epfd, EPOLL_CTL_ADD, self->kcm, &ev));
+	ASSERT_EQ(1, epoll_wait(epfd, &out, 1, 5000));
+	usleep(200000);
+	/* Disabling both: the queued messages wait in the multiplexor. */
+	ASSERT_EQ(0, kcm_set_recv_disabled(self->kcm, 1));
+	EXPECT_EQ(-EAGAIN, recv_msg(self->kcm, self->buf, sizeof(self->buf), MSG_DONTWAIT));
+	EXPECT_EQ(-EAGAIN, recv_msg(other, self->buf, sizeof(self->buf), MSG_DONTWAIT));
+	/* Enabling the other socket hands them over, in order. */
+	ASSERT_EQ(0, kcm_set_recv_disabled(other, 0));
+	for (unsigned int seq = 0; seq < 4; seq++) {
+		ASSERT_EQ((int)len, recv_msg(other, self->buf, sizeof(self->buf), MSG_DONTWAIT))
+			TH_LOG("message %u", seq);
+		EXPECT_TRUE(check_frame(self->buf, len, seq));
+	}
+	close(epfd);
+	close(other);
+}
+XFAIL_FOR_C(kcm, ipv4_dgram, recv_disable_moves_queued_messages);
+XFAIL_FOR_C(kcm, ipv4_seqpacket, recv_disable_moves_queued_messages);
+XFAIL_FOR_C(kcm, ipv6_dgram, recv_disable_moves_queued_messages);
+XFAIL_FOR_C(kcm, ipv6_seqpacket, recv_disable_moves_queued_messages);
+
+TEST(send_without_psocks_waits_then_eagain)
+{
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0);
+	struct timeval tv = { .tv_usec = 200000 }, t0, t1;
+	char msg[8] = { 0, 0, 0, 4, 1, 2, 3, 4 };
+
+	ASSERT_LE(0, kcm);
+	errno = 0;
+	EXPECT_EQ(-1, send(kcm, msg, sizeof(msg), MSG_DONTWAIT));
+	EXPECT_EQ(EAGAIN, errno);
+	ASSERT_EQ(0, setsockopt(kcm, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)));
+	gettimeofday(&t0, NULL);
+	errno = 0;
+	EXPECT_EQ(-1, send(kcm, msg, sizeof(msg), 0));
+	EXPECT_EQ(EAGAIN, errno);
+	gettimeofday(&t1, NULL);
+	EXPECT_LE(150000, (t1.tv_sec - t0.tv_sec) * 1000000 + t1.tv_usec - t0.tv_usec);
+	close(kcm);
+}
+
+/* Close everything in every order while messages flow; KASAN and kmemleak judge. */
+static void *close_churn(void *arg)
+{
+	int kcm = *(int *)arg;
+
+	for (int i = 0; i < 200; i++) {
+		int c = kcm_clone(kcm);
+		unsigned char buf[2000];
+
+		if (c < 0)
+			continue;
+		recv(c, buf, sizeof(buf), MSG_DONTWAIT);
+		if (i % 3 == 0)
+			kcm_set_recv_disabled(c, 1);
+		close(c);
+	}
+	return NULL;
+}
+
+TEST(close_in_any_order_while_messages_flow)
+{
+	for (int round = 0; round < 6; round++) {
+		int prog = load_len_prefix_parser(), kcm = socket(AF_KCM, SOCK_DGRAM, 0);
+		int pairs[3][2];
+		pthread_t th[2];
+		unsigned char buf[2000];
+
+		ASSERT_LE(0, prog);
+		ASSERT_LE(0, kcm);
+		for (int c = 0; c < 3; c++) {
+			ASSERT_EQ(0, tcp_pair(AF_INET, pairs[c]));
+			ASSERT_EQ(0, kcm_attach(kcm, pairs[c][0], prog));
+			if (round & 1)
+				close(pairs[c][0]);	/* the multiplexor holds it */
+		}
+		for (int t = 0; t < 2; t++)
+			ASSERT_EQ(0, pthread_create(&th[t], NULL, close_churn, &kcm));
+		for (int i = 0; i < 100; i++) {
+			size_t n = make_frame(buf, i, 100 + i * 7);
+
+			write_all(pairs[i % 3][1], buf, n);
+			send(kcm, buf, n, MSG_DONTWAIT);
+		}
+		for (int t = 0; t < 2; t++)
+			pthread_join(th[t], NULL);
+		/* Different orders: peers first, the multiplexor first, or interleaved. */
+		if (round % 3 == 0) {
+			for (int c = 0; c < 3; c++)
+				close(pairs[c][1]);
+			close(kcm);
+		} else if (round % 3 == 1) {
+			close(kcm);
+			for (int c = 0; c < 3; c++)
+				close(pairs[c][1]);
+		} else {
+			close(pairs[1][1]);
+			kcm_unattach(kcm, pairs[0][0]);
+			close(kcm);
+			close(pairs[0][1]);
+			close(pairs[2][1]);
+		}
+		if (!(round & 1))
+			for (int c = 0; c < 3; c++)
+				close(pairs[c][0]);
+		close(prog);
+	}
 }
 
 /* Attach and unattach errnos, as net/kcm. */
