@@ -574,7 +574,7 @@ TEST_F(kcm, splice_out_of_seqpacket)
 	while (got < len) {
 		ssize_t n = splice(self->kcm, NULL, pipefd[1], NULL, 2000, 0);
 
-		ASSERT_LT(0, n);
+		ASSERT_LT(0, n) TH_LOG("splice: %s", strerror(errno));
 		ASSERT_EQ(0, read_all(pipefd[0], out + got, n));
 		got += n;
 	}
@@ -617,10 +617,6 @@ TEST_F(kcm, recv_disable_moves_queued_messages)
 	close(epfd);
 	close(other);
 }
-XFAIL_FOR_C(kcm, ipv4_dgram, recv_disable_moves_queued_messages);
-XFAIL_FOR_C(kcm, ipv4_seqpacket, recv_disable_moves_queued_messages);
-XFAIL_FOR_C(kcm, ipv6_dgram, recv_disable_moves_queued_messages);
-XFAIL_FOR_C(kcm, ipv6_seqpacket, recv_disable_moves_queued_messages);
 
 TEST(send_without_psocks_waits_then_eagain)
 {
@@ -629,6 +625,8 @@ TEST(send_without_psocks_waits_then_eagain)
 	char msg[8] = { 0, 0, 0, 4, 1, 2, 3, 4 };
 
 	ASSERT_LE(0, kcm);
+	if (is_c_provider())
+		SKIP(return, "net/kcm queues messages until a psock is attached (a kcm-rs difference)");
 	errno = 0;
 	EXPECT_EQ(-1, send(kcm, msg, sizeof(msg), MSG_DONTWAIT));
 	EXPECT_EQ(EAGAIN, errno);
@@ -709,6 +707,10 @@ TEST(close_in_any_order_while_messages_flow)
 		close(prog);
 	}
 }
+
+/* net/kcm's splice_read fails with EAGAIN on a blocking splice of a queued message. */
+XFAIL_FOR_C(kcm, ipv4_seqpacket, splice_out_of_seqpacket);
+XFAIL_FOR_C(kcm, ipv6_seqpacket, splice_out_of_seqpacket);
 
 /* Attach and unattach errnos, as net/kcm. */
 TEST(attach_errnos)
