@@ -32,6 +32,15 @@ impl SockOption {
     }
 }
 
+/// The socket of `fd` for attach and unattach: ENOENT when it is none, EINVAL when it has no
+/// sock (as net/kcm).
+fn lookup_stream(fd: i32) -> Result<StreamSocket> {
+    StreamSocket::lookup(fd).map_err(|why| match why {
+        Unattachable::NotASocket => ENOENT,
+        Unattachable::NoSock => EINVAL,
+    })
+}
+
 /// The message a socket is building from sends.
 struct KcmTx {
     /// Bytes of the message so far (SOCK_SEQPACKET until MSG_EOR, SOCK_DGRAM with MSG_MORE).
@@ -102,10 +111,7 @@ impl KcmSock {
 
     /// SIOCKCMATTACH: errnos as net/kcm.
     pub(crate) fn attach(&self, fd: i32, bpf_fd: i32) -> Result {
-        let stream = StreamSocket::lookup(fd).map_err(|why| match why {
-            Unattachable::NotASocket => ENOENT,
-            Unattachable::NoSock => EINVAL,
-        })?;
+        let stream = lookup_stream(fd)?;
         let prog = BpfProg::get_socket_filter(bpf_fd)?;
         {
             let _guard = stream.lock();
@@ -119,10 +125,7 @@ impl KcmSock {
 
     /// SIOCKCMUNATTACH: ENOENT unless `fd` is a socket attached to this multiplexor.
     pub(crate) fn unattach(&self, fd: i32) -> Result {
-        let stream = StreamSocket::lookup(fd).map_err(|why| match why {
-            Unattachable::NotASocket => ENOENT,
-            Unattachable::NoSock => EINVAL,
-        })?;
+        let stream = lookup_stream(fd)?;
         self.mux.unattach(&stream)
     }
 

@@ -37,6 +37,13 @@
 		__register_xfail(&_##fixture_name##_##variant_name##_##test_name##_cxfail); \
 	}
 
+/* XFAIL_FOR_C for every variant of the kcm fixture. */
+#define XFAIL_FOR_C_ALL(test_name) \
+	XFAIL_FOR_C(kcm, ipv4_dgram, test_name); \
+	XFAIL_FOR_C(kcm, ipv4_seqpacket, test_name); \
+	XFAIL_FOR_C(kcm, ipv6_dgram, test_name); \
+	XFAIL_FOR_C(kcm, ipv6_seqpacket, test_name)
+
 #define MAX_MSG 70000
 
 FIXTURE(kcm)
@@ -125,10 +132,7 @@ TEST_F(kcm, back_to_back_messages_in_one_write)
 		ASSERT_TRUE(check_frame(self->buf, n, seq));
 	}
 }
-XFAIL_FOR_C(kcm, ipv4_dgram, back_to_back_messages_in_one_write);
-XFAIL_FOR_C(kcm, ipv4_seqpacket, back_to_back_messages_in_one_write);
-XFAIL_FOR_C(kcm, ipv6_dgram, back_to_back_messages_in_one_write);
-XFAIL_FOR_C(kcm, ipv6_seqpacket, back_to_back_messages_in_one_write);
+XFAIL_FOR_C_ALL(back_to_back_messages_in_one_write);
 
 TEST_F(kcm, one_byte_at_a_time)
 {
@@ -174,26 +178,36 @@ static void *torture_write(void *arg)
 	return NULL;
 }
 
+/*
+ * Receives the count messages torture_write sends with seed, checking each;
+ * pausing every pause_every messages when it is not 0.
+ */
+static void expect_torture_stream(struct __test_metadata *_metadata, int kcm,
+				  unsigned char *buf, size_t cap, unsigned int count,
+				  unsigned int seed, unsigned int pause_every)
+{
+	for (unsigned int seq = 0; seq < count; seq++) {
+		int want = 4 + rand_r(&seed) % 3000;
+		int n = recv_msg(kcm, buf, cap, 0);
+
+		ASSERT_EQ(want, n) TH_LOG("message %u", seq);
+		ASSERT_TRUE(check_frame(buf, n, seq)) TH_LOG("message %u", seq);
+		if (pause_every && seq % pause_every == 0)
+			usleep(20000);
+	}
+}
+
 TEST_F(kcm, segment_boundary_torture)
 {
 	struct torture_writer w = { .fd = self->tcp[1], .count = 2000, .seed = 42 };
-	unsigned int seed = w.seed;
 	pthread_t th;
 
 	ASSERT_EQ(0, pthread_create(&th, NULL, torture_write, &w));
-	for (unsigned int seq = 0; seq < w.count; seq++) {
-		int want = 4 + rand_r(&seed) % 3000;
-		int n = recv_msg(self->kcm, self->buf, sizeof(self->buf), 0);
-
-		ASSERT_EQ(want, n) TH_LOG("message %u", seq);
-		ASSERT_TRUE(check_frame(self->buf, n, seq)) TH_LOG("message %u", seq);
-	}
+	expect_torture_stream(_metadata, self->kcm, self->buf, sizeof(self->buf), w.count,
+			      w.seed, 0);
 	pthread_join(th, NULL);
 }
-XFAIL_FOR_C(kcm, ipv4_dgram, segment_boundary_torture);
-XFAIL_FOR_C(kcm, ipv4_seqpacket, segment_boundary_torture);
-XFAIL_FOR_C(kcm, ipv6_dgram, segment_boundary_torture);
-XFAIL_FOR_C(kcm, ipv6_seqpacket, segment_boundary_torture);
+XFAIL_FOR_C_ALL(segment_boundary_torture);
 
 TEST_F(kcm, short_buffer)
 {
@@ -401,30 +415,19 @@ TEST_F(kcm, recv_disable_steers_to_siblings)
 
 TEST_F(kcm, slow_reader_loses_nothing)
 {
-	int rcvbuf = 4096, n;
-	unsigned int count = 400;
-	struct torture_writer w = { .fd = self->tcp[1], .count = count, .seed = 7 };
-	unsigned int seed = w.seed;
+	int rcvbuf = 4096;
+	struct torture_writer w = { .fd = self->tcp[1], .count = 400, .seed = 7 };
 	pthread_t th;
 
 	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)));
 	ASSERT_EQ(0, pthread_create(&th, NULL, torture_write, &w));
+	/* The reader starts late and pauses: every socket buffer fills up. */
 	usleep(300000);
-	for (unsigned int seq = 0; seq < count; seq++) {
-		int want = 4 + rand_r(&seed) % 3000;
-
-		n = recv_msg(self->kcm, self->buf, sizeof(self->buf), 0);
-		ASSERT_EQ(want, n) TH_LOG("message %u", seq);
-		ASSERT_TRUE(check_frame(self->buf, n, seq));
-		if (seq % 50 == 0)
-			usleep(20000);
-	}
+	expect_torture_stream(_metadata, self->kcm, self->buf, sizeof(self->buf), w.count,
+			      w.seed, 50);
 	pthread_join(th, NULL);
 }
-XFAIL_FOR_C(kcm, ipv4_dgram, slow_reader_loses_nothing);
-XFAIL_FOR_C(kcm, ipv4_seqpacket, slow_reader_loses_nothing);
-XFAIL_FOR_C(kcm, ipv6_dgram, slow_reader_loses_nothing);
-XFAIL_FOR_C(kcm, ipv6_seqpacket, slow_reader_loses_nothing);
+XFAIL_FOR_C_ALL(slow_reader_loses_nothing);
 
 TEST_F(kcm, incomplete_message_times_out_with_etimedout)
 {
@@ -477,10 +480,7 @@ TEST_F(kcm, peer_close_breaks_only_that_psock)
 }
 
 /* net/kcm reports EPIPE but goes on sending on the dead psock: the messages are lost. */
-XFAIL_FOR_C(kcm, ipv4_dgram, peer_close_breaks_only_that_psock);
-XFAIL_FOR_C(kcm, ipv4_seqpacket, peer_close_breaks_only_that_psock);
-XFAIL_FOR_C(kcm, ipv6_dgram, peer_close_breaks_only_that_psock);
-XFAIL_FOR_C(kcm, ipv6_seqpacket, peer_close_breaks_only_that_psock);
+XFAIL_FOR_C_ALL(peer_close_breaks_only_that_psock);
 
 TEST_F(kcm, tcp_fd_closed_while_attached)
 {
