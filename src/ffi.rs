@@ -16,6 +16,7 @@ pub(crate) mod pernet;
 pub(crate) mod procfs;
 pub(crate) mod skb;
 pub(crate) mod stream;
+pub(crate) mod task;
 pub(crate) mod user;
 pub(crate) mod workqueue;
 

@@ -72,10 +72,8 @@ int kcmrs_sk_protocol(const struct sock *sk);
 int kcmrs_sk_type(const struct sock *sk);
 int kcmrs_sk_state(const struct sock *sk);
 int kcmrs_sk_rcvbuf(const struct sock *sk);
-int kcmrs_sk_sndbuf(const struct sock *sk);
 int kcmrs_sk_rmem_alloc(const struct sock *sk);
 int kcmrs_sk_err(const struct sock *sk);
-int kcmrs_sk_stream_wspace(const struct sock *sk);
 long kcmrs_sk_rcvtimeo(const struct sock *sk);
 long kcmrs_sock_rcvtimeo(const struct sock *sk, bool noblock);
 long kcmrs_sock_sndtimeo(const struct sock *sk, bool noblock);
@@ -125,6 +123,12 @@ struct net *kcmrs_seq_file_single_net(struct seq_file *seq);
 int kcmrs_sk_receive_qlen(struct sock *sk);
 int kcmrs_sk_write_qlen(struct sock *sk);
 int kcmrs_sk_wmem_alloc(struct sock *sk);
+
+/* Waits for send space on a stream socket (sk_stream_wait_memory under its lock). */
+int kcmrs_sk_stream_wait_space(struct sock *sk, long *timeo);
+int kcmrs_sk_stream_wspace(const struct sock *sk);
+int kcmrs_sk_sndbuf(const struct sock *sk);
+bool kcmrs_fatal_signal_pending(void);
 
 /* splice() out of a KCM socket. */
 ssize_t kcmrs_skb_splice(struct sk_buff *skb, struct sock *sk, unsigned int offset,

@@ -85,11 +85,6 @@ int kcmrs_sk_rcvbuf(const struct sock *sk)
 	return READ_ONCE(sk->sk_rcvbuf);
 }
 
-int kcmrs_sk_sndbuf(const struct sock *sk)
-{
-	return READ_ONCE(sk->sk_sndbuf);
-}
-
 int kcmrs_sk_rmem_alloc(const struct sock *sk)
 {
 	return sk_rmem_alloc_get(sk);
@@ -98,11 +93,6 @@ int kcmrs_sk_rmem_alloc(const struct sock *sk)
 int kcmrs_sk_err(const struct sock *sk)
 {
 	return READ_ONCE(sk->sk_err);
-}
-
-int kcmrs_sk_stream_wspace(const struct sock *sk)
-{
-	return sk_stream_wspace(sk);
 }
 
 long kcmrs_sk_rcvtimeo(const struct sock *sk)
@@ -332,4 +322,29 @@ ssize_t kcmrs_skb_splice(struct sk_buff *skb, struct sock *sk, unsigned int offs
 bool kcmrs_socket_nonblocking(struct socket *sock)
 {
 	return sock->file && (sock->file->f_flags & O_NONBLOCK);
+}
+
+int kcmrs_sk_stream_wait_space(struct sock *sk, long *timeo)
+{
+	int err;
+
+	lock_sock(sk);
+	err = sk_stream_wait_memory(sk, timeo);
+	release_sock(sk);
+	return err;
+}
+
+int kcmrs_sk_stream_wspace(const struct sock *sk)
+{
+	return sk_stream_wspace(sk);
+}
+
+int kcmrs_sk_sndbuf(const struct sock *sk)
+{
+	return READ_ONCE(sk->sk_sndbuf);
+}
+
+bool kcmrs_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
 }

@@ -259,7 +259,7 @@ impl KcmSock {
             Some(psock) => psock,
             None => self.mux.begin_batch(nonblock, timeo)?,
         };
-        match psock.send_message(&tx.pending, nonblock) {
+        match psock.send_message(&tx.pending, nonblock, timeo) {
             Ok(()) => {
                 self.mux.stats().tx.count(tx.pending.len());
                 if more {

@@ -396,7 +396,7 @@ impl Mux {
     pub(crate) fn transmit(&self, msg: &[u8], nonblock: bool, timeo: &mut isize) -> Result {
         loop {
             let psock = self.reserve_psock(nonblock, timeo)?;
-            let result = psock.send_message(msg, nonblock);
+            let result = psock.send_message(msg, nonblock, timeo);
             psock.release();
             match result {
                 Ok(()) => {

@@ -22,6 +22,19 @@ use kernel::sync::{Arc, Mutex};
 use kernel::time::{Delta, Instant, Monotonic};
 use kernel::workqueue::{DelayedWork, Work, WorkItem};
 
+/// A timeout in jiffies in milliseconds; `None` for "forever".
+fn jiffies_to_ms(timeo: isize) -> Option<i64> {
+    if timeo == isize::MAX {
+        return None;
+    }
+    Some((timeo as i64).saturating_mul(1000) / i64::from(crate::ffi::bindings::HZ))
+}
+
+/// The current task was killed.
+fn fatal_signal_pending() -> bool {
+    crate::ffi::task::fatal_signal_pending()
+}
+
 /// Longest wait of the assembly timer; it is armed again while a message stays incomplete.
 const TIMER_STEP_MS: i64 = 1000;
 
@@ -262,10 +275,10 @@ impl Psock {
     /// SO_RCVTIMEO of the TCP socket in milliseconds, if set.
     fn assembly_limit_ms(&self) -> Option<i64> {
         let timeo = self.stream.rcvtimeo();
-        if timeo <= 0 || timeo == isize::MAX {
+        if timeo <= 0 {
             return None;
         }
-        Some((timeo as i64).saturating_mul(1000) / i64::from(crate::ffi::bindings::HZ))
+        jiffies_to_ms(timeo)
     }
 
     fn arm_timer(self: &Arc<Self>, rx: &mut PsockRx) {
@@ -354,45 +367,103 @@ impl Psock {
         self.mux.psock_changed();
     }
 
-    /// Writes `msg` whole; the psock is reserved by the caller. On `Broken` the psock is out of
-    /// service and the caller sends the message again from its start elsewhere.
+    /// Writes `msg` whole; the psock is reserved by the caller.
+    ///
+    /// Before the first byte the sender waits for room for the whole message (or the whole
+    /// send buffer, for a larger one): MSG_DONTWAIT (`nonblock`), SO_SNDTIMEO (`timeo`) and
+    /// signals end that wait with nothing written. After the first byte the message is
+    /// finished whatever happens, so no stream carries part of one, except when the sender is
+    /// killed: the stream is then broken (EPIPE), as its framing is lost. On `Broken` the psock
+    /// is out of service and the caller sends the message again from its start elsewhere.
     pub(crate) fn send_message(
         &self,
         msg: &[u8],
         nonblock: bool,
+        timeo: &mut isize,
     ) -> core::result::Result<(), TxError> {
-        if nonblock {
-            let (space, sndbuf) = self.stream.send_space();
-            // A message larger than the whole buffer is written as space frees.
-            if space < msg.len() && msg.len() <= sndbuf {
-                return Err(TxError::WouldBlock);
-            }
-        }
+        self.wait_for_room(msg.len(), nonblock, timeo)?;
         let mut sent = 0;
         while sent < msg.len() {
-            match self.stream.send(&msg[sent..], false, false) {
+            match self.stream.send(&msg[sent..], true, false) {
                 Ok(n) => sent += n,
-                Err(e) if sent == 0 && (e == ERESTARTSYS || e == EINTR || e == EAGAIN) => {
-                    return Err(TxError::Interrupted(e));
-                }
-                Err(e) if e == ERESTARTSYS || e == EINTR || e == EAGAIN => {
-                    // Interrupted inside a message: it must still go out whole, so wait for
-                    // space without the signal's help and go on.
-                    if self.tx.lock().broken {
-                        return Err(TxError::Broken);
+                Err(e) if e == EAGAIN => {
+                    if sent == 0 {
+                        self.wait_for_room(msg.len(), nonblock, timeo)?;
+                        continue;
                     }
-                    kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+                    let mut forever = isize::MAX;
+                    match self.stream.wait_for_space(&mut forever) {
+                        Ok(()) => {}
+                        Err(e) if e == EPIPE => return Err(self.tx_failed()),
+                        Err(_) if fatal_signal_pending() => {
+                            self.stream.report_error(EPIPE);
+                            return Err(self.tx_failed());
+                        }
+                        // Another signal: the message still goes out; do not spin on it.
+                        Err(_) => kernel::time::delay::fsleep(Delta::from_millis(1)),
+                    }
                 }
-                Err(_) => {
-                    self.stats.tx_aborts.inc();
-                    self.tx.lock().broken = true;
-                    self.mux.psock_changed();
-                    return Err(TxError::Broken);
-                }
+                Err(_) => return Err(self.tx_failed()),
             }
         }
         self.stats.tx.count(msg.len());
         Ok(())
+    }
+
+    /// Waits until the stream has room for `len` bytes (at most its whole send buffer).
+    fn wait_for_room(
+        &self,
+        len: usize,
+        nonblock: bool,
+        timeo: &mut isize,
+    ) -> core::result::Result<(), TxError> {
+        let start = Instant::<Monotonic>::now();
+        let limit_ms = jiffies_to_ms(*timeo);
+        loop {
+            let (space, sndbuf) = self.stream.send_space();
+            if space >= len.min(sndbuf) {
+                return Ok(());
+            }
+            if nonblock || *timeo <= 0 {
+                return Err(TxError::WouldBlock);
+            }
+            let left_ms = match limit_ms {
+                Some(limit) => {
+                    let left = limit - start.elapsed().as_millis();
+                    if left <= 0 {
+                        *timeo = 0;
+                        return Err(TxError::Interrupted(EAGAIN));
+                    }
+                    left
+                }
+                None => i64::MAX,
+            };
+            // Sleeps until some memory frees; room for the whole message may take longer.
+            let mut wait = if left_ms == i64::MAX {
+                isize::MAX
+            } else {
+                kernel::time::msecs_to_jiffies(left_ms.min(i64::from(u32::MAX)) as u32).max(1)
+                    as isize
+            };
+            match self.stream.wait_for_space(&mut wait) {
+                Ok(()) => {
+                    if self.stream.send_space().0 < len.min(self.stream.send_space().1) {
+                        kernel::time::delay::fsleep(Delta::from_millis(1));
+                    }
+                }
+                Err(e) if e == EAGAIN => {}
+                Err(e) if e == EPIPE => return Err(self.tx_failed()),
+                Err(e) => return Err(TxError::Interrupted(e)),
+            }
+        }
+    }
+
+    /// The stream failed under a send: out of service for sending.
+    fn tx_failed(&self) -> TxError {
+        self.stats.tx_aborts.inc();
+        self.tx.lock().broken = true;
+        self.mux.psock_changed();
+        TxError::Broken
     }
 
     /// Corks the stream for a batch of messages (MSG_BATCH), or pushes it.

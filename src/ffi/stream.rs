@@ -220,6 +220,13 @@ impl StreamSocket {
         unsafe { b::kcmrs_read_sock(self.sock.as_ptr(), &mut desc, Some(read_actor)) }
     }
 
+    /// Waits until the socket has send space, up to `*timeo` jiffies (updated). EAGAIN when the
+    /// time passes, a signal's error, or EPIPE when the socket failed.
+    pub(crate) fn wait_for_space(&self, timeo: &mut isize) -> Result {
+        // SAFETY: The sock is live by the type invariant; process context, no lock held.
+        kernel::error::to_result(unsafe { b::kcmrs_sk_stream_wait_space(self.sk(), timeo) })
+    }
+
     /// Sends `data`; returns the bytes sent. `more` asks TCP to wait for more (MSG_MORE).
     pub(crate) fn send(&self, data: &[u8], nonblock: bool, more: bool) -> Result<usize> {
         let mut flags = b::MSG_NOSIGNAL;

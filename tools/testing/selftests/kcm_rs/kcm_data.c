@@ -618,6 +618,49 @@ TEST_F(kcm, recv_disable_moves_queued_messages)
 	close(other);
 }
 
+TEST_F(kcm, full_stream_send_times_out_without_a_partial_message)
+{
+	struct timeval tv = { .tv_usec = 200000 }, t0, t1;
+	int sndbuf = 4096, rcvbuf = 4096, sent = 0, got = 0;
+	int end = variant->type == SOCK_SEQPACKET ? MSG_EOR : 0;
+	size_t len = make_frame(self->buf, 0, 3000);
+
+	if (is_c_provider())
+		SKIP(return, "net/kcm queues the message on the KCM socket instead");
+	ASSERT_EQ(0, setsockopt(self->tcp[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)));
+	ASSERT_EQ(0, setsockopt(self->tcp[1], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)));
+	/* The peer reads nothing: fill the stream until a non-blocking send says EAGAIN. */
+	for (;;) {
+		ssize_t n;
+
+		make_frame(self->buf, sent, 3000);
+		n = send(self->kcm, self->buf, len, end | MSG_DONTWAIT);
+		if (n < 0) {
+			ASSERT_EQ(EAGAIN, errno);
+			break;
+		}
+		ASSERT_EQ((ssize_t)len, n);
+		sent++;
+		ASSERT_GT(10000, sent);
+	}
+	/* A blocking send waits SO_SNDTIMEO, then EAGAIN. */
+	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)));
+	gettimeofday(&t0, NULL);
+	errno = 0;
+	EXPECT_EQ(-1, send(self->kcm, self->buf, len, end));
+	EXPECT_EQ(EAGAIN, errno);
+	gettimeofday(&t1, NULL);
+	EXPECT_LE(150000, (t1.tv_sec - t0.tv_sec) * 1000000 + t1.tv_usec - t0.tv_usec);
+	/* Every message on the stream is whole: no failed send left a part of one. */
+	for (got = 0; got < sent; got++) {
+		unsigned char in[3100];
+
+		ASSERT_EQ(0, read_all(self->tcp[1], in, len)) TH_LOG("message %d of %d", got, sent);
+		ASSERT_TRUE(check_frame(in, len, got)) TH_LOG("message %d", got);
+	}
+	EXPECT_EQ(-1, recv(self->tcp[1], self->buf, 1, MSG_DONTWAIT));
+}
+
 TEST(send_without_psocks_waits_then_eagain)
 {
 	int kcm = socket(AF_KCM, SOCK_DGRAM, 0);
