@@ -128,6 +128,7 @@ int kcmrs_sk_wmem_alloc(struct sock *sk);
 int kcmrs_sk_stream_wait_space(struct sock *sk, long *timeo);
 int kcmrs_sk_stream_wspace(const struct sock *sk);
 int kcmrs_sk_sndbuf(const struct sock *sk);
+int kcmrs_sk_wmem_queued(const struct sock *sk);
 bool kcmrs_fatal_signal_pending(void);
 
 /* splice() out of a KCM socket. */

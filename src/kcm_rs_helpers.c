@@ -348,3 +348,8 @@ bool kcmrs_fatal_signal_pending(void)
 {
 	return fatal_signal_pending(current);
 }
+
+int kcmrs_sk_wmem_queued(const struct sock *sk)
+{
+	return READ_ONCE(sk->sk_wmem_queued);
+}

@@ -10,7 +10,7 @@ use crate::ffi::msg::{RecvMsg, SendMsg};
 use crate::ffi::stream::{StreamSocket, Unattachable};
 use crate::mux::Mux;
 use crate::net_state::NetState;
-use crate::psock::{Psock, TxError};
+use crate::psock::{Psock, SendLimits, TxError};
 use crate::stats::SockStats;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -229,10 +229,14 @@ impl KcmSock {
             return Ok(n);
         }
         let mut timeo = sndtimeo;
+        let limits = SendLimits {
+            nonblock,
+            sndbuf: self.sk.sndbuf(),
+        };
         let result = if batch || tx.batch.is_some() {
-            self.send_batched(&mut tx, batch, nonblock, &mut timeo)
+            self.send_batched(&mut tx, batch, &limits, &mut timeo)
         } else {
-            self.mux.transmit(&tx.pending, nonblock, &mut timeo)
+            self.mux.transmit(&tx.pending, &limits, &mut timeo)
         };
         match result {
             Ok(()) => {
@@ -252,14 +256,14 @@ impl KcmSock {
         &self,
         tx: &mut KcmTx,
         more: bool,
-        nonblock: bool,
+        limits: &SendLimits,
         timeo: &mut isize,
     ) -> Result {
         let psock = match tx.batch.take() {
             Some(psock) => psock,
-            None => self.mux.begin_batch(nonblock, timeo)?,
+            None => self.mux.begin_batch(limits.nonblock, timeo)?,
         };
-        match psock.send_message(&tx.pending, nonblock, timeo) {
+        match psock.send_message(&tx.pending, limits, timeo) {
             Ok(()) => {
                 self.mux.stats().tx.count(tx.pending.len());
                 if more {
@@ -279,7 +283,7 @@ impl KcmSock {
             }
             Err(TxError::Broken) => {
                 self.mux.end_batch(psock);
-                self.mux.transmit(&tx.pending, nonblock, timeo)
+                self.mux.transmit(&tx.pending, limits, timeo)
             }
         }
     }

@@ -12,7 +12,7 @@
 use crate::ffi::kcm_sk::KcmSk;
 use crate::ffi::skb::Skb;
 use crate::net_state::NetState;
-use crate::psock::{Psock, TxError};
+use crate::psock::{Psock, SendLimits, TxError};
 use crate::stats::{MuxStats, PsockStats, SockStats};
 use kernel::prelude::*;
 use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
@@ -393,10 +393,10 @@ impl Mux {
 
     /// Sends one whole message on some psock. A psock that fails in the middle of it is out
     /// of service and the message goes again, from its start, on another.
-    pub(crate) fn transmit(&self, msg: &[u8], nonblock: bool, timeo: &mut isize) -> Result {
+    pub(crate) fn transmit(&self, msg: &[u8], limits: &SendLimits, timeo: &mut isize) -> Result {
         loop {
-            let psock = self.reserve_psock(nonblock, timeo)?;
-            let result = psock.send_message(msg, nonblock, timeo);
+            let psock = self.reserve_psock(limits.nonblock, timeo)?;
+            let result = psock.send_message(msg, limits, timeo);
             psock.release();
             match result {
                 Ok(()) => {

@@ -59,6 +59,12 @@ struct PsockTx {
     broken: bool,
 }
 
+/// What bounds a sender: MSG_DONTWAIT, and the KCM socket's SO_SNDBUF.
+pub(crate) struct SendLimits {
+    pub(crate) nonblock: bool,
+    pub(crate) sndbuf: usize,
+}
+
 /// Why a message did not go out on a psock.
 pub(crate) enum TxError {
     /// Non-blocking and the psock has no room for the message: nothing was written.
@@ -378,17 +384,17 @@ impl Psock {
     pub(crate) fn send_message(
         &self,
         msg: &[u8],
-        nonblock: bool,
+        limits: &SendLimits,
         timeo: &mut isize,
     ) -> core::result::Result<(), TxError> {
-        self.wait_for_room(msg.len(), nonblock, timeo)?;
+        self.wait_for_room(msg.len(), limits, timeo)?;
         let mut sent = 0;
         while sent < msg.len() {
             match self.stream.send(&msg[sent..], true, false) {
                 Ok(n) => sent += n,
                 Err(e) if e == EAGAIN => {
                     if sent == 0 {
-                        self.wait_for_room(msg.len(), nonblock, timeo)?;
+                        self.wait_for_room(msg.len(), limits, timeo)?;
                         continue;
                     }
                     let mut forever = isize::MAX;
@@ -410,18 +416,27 @@ impl Psock {
         Ok(())
     }
 
-    /// Waits until the stream has room for `len` bytes (at most its whole send buffer).
+    /// Room for `len` more bytes: the TCP socket can take them (at most its whole send
+    /// buffer), and what it still has queued plus them stays within the KCM socket's SO_SNDBUF
+    /// (an empty queue takes any message).
+    fn has_room(&self, len: usize, limits: &SendLimits) -> bool {
+        let (space, sndbuf) = self.stream.send_space();
+        let queued = self.stream.send_queued();
+        space >= len.min(sndbuf) && (queued == 0 || queued + len <= limits.sndbuf)
+    }
+
+    /// Waits until there is room for `len` bytes ([`Psock::has_room`]).
     fn wait_for_room(
         &self,
         len: usize,
-        nonblock: bool,
+        limits: &SendLimits,
         timeo: &mut isize,
     ) -> core::result::Result<(), TxError> {
+        let nonblock = limits.nonblock;
         let start = Instant::<Monotonic>::now();
         let limit_ms = jiffies_to_ms(*timeo);
         loop {
-            let (space, sndbuf) = self.stream.send_space();
-            if space >= len.min(sndbuf) {
+            if self.has_room(len, limits) {
                 return Ok(());
             }
             if nonblock || *timeo <= 0 {
@@ -447,7 +462,8 @@ impl Psock {
             };
             match self.stream.wait_for_space(&mut wait) {
                 Ok(()) => {
-                    if self.stream.send_space().0 < len.min(self.stream.send_space().1) {
+                    // Some memory is free, but maybe not enough yet: do not spin.
+                    if !self.has_room(len, limits) {
                         kernel::time::delay::fsleep(Delta::from_millis(1));
                     }
                 }

@@ -190,6 +190,12 @@ impl KcmSk {
         Ok(ret as usize)
     }
 
+    /// SO_SNDBUF of the KCM socket.
+    pub(crate) fn sndbuf(self) -> usize {
+        // SAFETY: The sock is live by the type invariant.
+        unsafe { b::kcmrs_sk_sndbuf(self.0) }.max(0) as usize
+    }
+
     /// The receive timeout in jiffies (0 for non-blocking).
     pub(crate) fn rcvtimeo(self, nonblock: bool) -> isize {
         // SAFETY: The sock is live by the type invariant.

@@ -145,6 +145,12 @@ impl StreamSocket {
         unsafe { b::kcmrs_sk_rcvbuf(self.sk()) }.max(0) as usize
     }
 
+    /// Bytes queued for sending and not yet acknowledged.
+    pub(crate) fn send_queued(&self) -> usize {
+        // SAFETY: The sock is live by the type invariant.
+        unsafe { b::kcmrs_sk_wmem_queued(self.sk()) }.max(0) as usize
+    }
+
     /// Free send space, and the send buffer size.
     pub(crate) fn send_space(&self) -> (usize, usize) {
         // SAFETY: The sock is live by the type invariant.

@@ -661,6 +661,53 @@ TEST_F(kcm, full_stream_send_times_out_without_a_partial_message)
 	EXPECT_EQ(-1, recv(self->tcp[1], self->buf, 1, MSG_DONTWAIT));
 }
 
+/* Non-blocking 1 KiB messages until EAGAIN while the peer reads nothing. */
+static int fill_until_eagain(struct __test_metadata *_metadata, int kcm, int flags, int first)
+{
+	unsigned char msg[1100];
+	int count = 0;
+
+	for (;;) {
+		size_t len = make_frame(msg, first + count, 1000);
+		ssize_t n = send(kcm, msg, len, flags | MSG_DONTWAIT);
+
+		if (n < 0) {
+			EXPECT_EQ(EAGAIN, errno);
+			return count;
+		}
+		EXPECT_EQ((ssize_t)len, n);
+		if (++count > 5000)
+			return count;
+	}
+}
+
+TEST_F(kcm, kcm_sndbuf_bounds_unsent_data)
+{
+	int small = 4096, big = 1 << 20, n_small, n_big;
+	int end = variant->type == SOCK_SEQPACKET ? MSG_EOR : 0;
+	unsigned char in[1100];
+
+	if (is_c_provider())
+		SKIP(return, "net/kcm's SO_SNDBUF bounds its own send queue instead");
+	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)));
+	n_small = fill_until_eagain(_metadata, self->kcm, end, 0);
+	EXPECT_LE(1, n_small);
+	/*
+	 * The sends stopped while the TCP socket could still take more (what the
+	 * peer's kernel acknowledged is not counted): a larger SO_SNDBUF lets
+	 * several more messages through. Were SO_SNDBUF ignored, none would pass.
+	 */
+	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)));
+	n_big = fill_until_eagain(_metadata, self->kcm, end, n_small);
+	EXPECT_LE(4, n_big) TH_LOG("%d messages with a small SO_SNDBUF, %d more with a big one",
+				   n_small, n_big);
+	/* The stream holds only whole messages, in order. */
+	for (int i = 0; i < n_small + n_big; i++) {
+		ASSERT_EQ(0, read_all(self->tcp[1], in, 1004)) TH_LOG("message %d", i);
+		ASSERT_TRUE(check_frame(in, 1004, i)) TH_LOG("message %d", i);
+	}
+}
+
 TEST(send_without_psocks_waits_then_eagain)
 {
 	int kcm = socket(AF_KCM, SOCK_DGRAM, 0);
