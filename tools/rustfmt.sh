@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.env"
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 kdir=${KDIR:-$(ls -d "$KCM_CACHE"/kernel/*/ 2>/dev/null | head -n1)}
 [ -f "$kdir/.rustfmt.toml" ] || { echo "rustfmt.sh: no kernel tree; set KDIR" >&2; exit 2; }
 mode=()
