@@ -75,7 +75,9 @@ impl KcmSock {
         sk: KcmSk,
         seqpacket: bool,
     ) -> Result<Arc<Self>> {
-        Self::join(Mux::new(net)?, sk, seqpacket)
+        let mux = Mux::new(net)?;
+        // A multiplexor whose first socket could not join has no member to end it.
+        Self::join(mux.clone(), sk, seqpacket).inspect_err(|_| mux.abandon_if_empty())
     }
 
     /// Another socket on this socket's multiplexor (SIOCKCMCLONE).

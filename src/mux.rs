@@ -213,6 +213,18 @@ impl Mux {
             .remove_mux(self, &self.stats, &self.departed_psocks);
     }
 
+    /// Ends a multiplexor that has no member (its first socket failed to join).
+    pub(crate) fn abandon_if_empty(&self) {
+        let mut st = self.state.lock();
+        if !st.members.is_empty() || st.closed {
+            return;
+        }
+        st.closed = true;
+        drop(st);
+        self.net
+            .remove_mux(self, &self.stats, &self.departed_psocks);
+    }
+
     /// Sets KCM_RECV_DISABLE of the member with `index`. Disabling moves the messages queued on
     /// it to the other members (or holds them); the caller holds the socket's lock, so no read
     /// of it is under way.

@@ -5,7 +5,7 @@
 # Usage: run_tests.sh [DIR]   (DIR holds the test programs; default: this dir)
 dir=${1:-$(dirname "$0")}
 pass=0 fail=0
-for t in kcm_socket kcm_data kcm_module; do
+for t in kcm_socket kcm_data kcm_faults kcm_module; do
 	echo "# === $t (provider ${KCM_PROVIDER:-?})"
 	"$dir/$t" >/tmp/$t.tap 2>&1
 	rc=$?
