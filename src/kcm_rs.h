@@ -88,8 +88,8 @@ int kcmrs_sk_take_callbacks(struct sock *sk, void *user_data,
 			    void (*data_ready)(struct sock *sk),
 			    void (*state_change)(struct sock *sk),
 			    struct kcmrs_saved_callbacks *saved);
-void kcmrs_sk_restore_callbacks(struct sock *sk,
-				const struct kcmrs_saved_callbacks *saved);
+void *kcmrs_sk_restore_callbacks(struct sock *sk,
+				 const struct kcmrs_saved_callbacks *saved);
 void *kcmrs_sk_user_data_lock(struct sock *sk);
 void kcmrs_sk_user_data_unlock(struct sock *sk);
 void kcmrs_sk_call_saved(void (*callback)(struct sock *sk), struct sock *sk);

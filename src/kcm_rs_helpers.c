@@ -161,14 +161,18 @@ int kcmrs_sk_take_callbacks(struct sock *sk, void *user_data,
 	return 0;
 }
 
-void kcmrs_sk_restore_callbacks(struct sock *sk,
-				const struct kcmrs_saved_callbacks *saved)
+void *kcmrs_sk_restore_callbacks(struct sock *sk,
+				 const struct kcmrs_saved_callbacks *saved)
 {
+	void *user_data;
+
 	write_lock_bh(&sk->sk_callback_lock);
+	user_data = sk->sk_user_data;
 	sk->sk_user_data = NULL;
 	WRITE_ONCE(sk->sk_data_ready, saved->data_ready);
 	sk->sk_state_change = saved->state_change;
 	write_unlock_bh(&sk->sk_callback_lock);
+	return user_data;
 }
 
 void *kcmrs_sk_user_data_lock(struct sock *sk)

@@ -198,12 +198,7 @@ impl Psock {
     /// Takes the socket's callbacks; from now on arriving bytes are parsed, starting with those
     /// already queued. EALREADY when the socket has another owner.
     pub(crate) fn start(self: &Arc<Self>) -> Result {
-        let raw = Arc::into_raw(self.clone());
-        if let Err(e) = self.stream.take_callbacks(raw) {
-            // SAFETY: The reference given to the socket was not taken; take it back.
-            drop(unsafe { Arc::from_raw(raw) });
-            return Err(e);
-        }
+        self.stream.take_callbacks(self.clone())?;
         Self::data_ready(self.clone());
         Ok(())
     }
@@ -341,10 +336,8 @@ impl Psock {
     /// stay in the socket; a whole message already taken out of it goes to the multiplexor.
     pub(crate) fn stop(self: &Arc<Self>) {
         let _guard = self.stream.lock();
-        self.stream.restore_callbacks();
-        // SAFETY: `start` gave the socket the reference `Arc::into_raw` made; after
-        // `restore_callbacks` no callback uses it, so it is ours to drop.
-        drop(unsafe { Arc::from_raw(Arc::as_ptr(self)) });
+        // The socket's reference on this psock comes back and goes.
+        drop(self.stream.restore_callbacks());
         let mut rx = self.rx.lock();
         rx.stopped = true;
         rx.framer = Framer::default();

@@ -175,28 +175,37 @@ impl StreamSocket {
         StreamGuard(self)
     }
 
-    /// Installs the psock callbacks; `psock` (an `Arc::into_raw`) becomes `sk_user_data`.
-    /// EALREADY when another user (KCM, sockmap, a ULP) owns `sk_user_data`.
-    pub(crate) fn take_callbacks(&self, psock: *const Psock) -> Result {
+    /// Installs the psock callbacks; the socket keeps `psock` (as `sk_user_data`) until
+    /// [`StreamSocket::restore_callbacks`]. EALREADY when another user (KCM, sockmap, a ULP)
+    /// owns `sk_user_data`.
+    pub(crate) fn take_callbacks(&self, psock: Arc<Psock>) -> Result {
+        let raw = Arc::into_raw(psock);
         // SAFETY: The sock is live; `saved` is ours to write, and is written before the
         // callbacks can run, under `sk_callback_lock`.
         let ret = unsafe {
             b::kcmrs_sk_take_callbacks(
                 self.sk(),
-                psock.cast_mut().cast(),
+                raw.cast_mut().cast(),
                 Some(psock_data_ready),
                 Some(psock_state_change),
                 self.saved.get(),
             )
         };
+        if ret != 0 {
+            // SAFETY: The socket did not take the reference `into_raw` made: take it back.
+            drop(unsafe { Arc::from_raw(raw) });
+        }
         kernel::error::to_result(ret)
     }
 
-    /// Restores the callbacks saved by `take_callbacks` and clears `sk_user_data`. After it
-    /// returns no psock callback runs or starts on the socket.
-    pub(crate) fn restore_callbacks(&self) {
+    /// Restores the callbacks saved by `take_callbacks`, clears `sk_user_data` and returns the
+    /// psock the socket held. After it returns no psock callback runs or starts on the socket.
+    pub(crate) fn restore_callbacks(&self) -> Option<Arc<Psock>> {
         // SAFETY: `take_callbacks` succeeded, so `saved` holds the original callbacks.
-        unsafe { b::kcmrs_sk_restore_callbacks(self.sk(), self.saved.get()) };
+        let user_data = unsafe { b::kcmrs_sk_restore_callbacks(self.sk(), self.saved.get()) };
+        // SAFETY: `sk_user_data` held the reference `take_callbacks` gave it; no callback can
+        // use it any more (they run under `sk_callback_lock`, which the restore took).
+        (!user_data.is_null()).then(|| unsafe { Arc::from_raw(user_data.cast::<Psock>()) })
     }
 
     fn call_saved_state_change(&self) {
