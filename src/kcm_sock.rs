@@ -5,7 +5,7 @@
 use crate::ffi::bindings as b;
 use crate::ffi::bpf::BpfProg;
 use crate::ffi::errno::{enoprotoopt, eopnotsupp};
-use crate::ffi::kcm_sk::{KcmSk, SplicePipe};
+use crate::ffi::kcm_sk::{KcmSk, KcmSkGuard, QueuedMessage, SplicePipe};
 use crate::ffi::msg::{RecvMsg, SendMsg};
 use crate::ffi::stream::{StreamSocket, Unattachable};
 use crate::mux::Mux;
@@ -148,30 +148,18 @@ impl KcmSock {
         }
     }
 
-    /// recvmsg: one message (SOCK_DGRAM: truncated to `len`, the rest dropped, MSG_TRUNC), or
-    /// for SOCK_SEQPACKET the next `len` bytes of it, MSG_EOR with its last byte.
-    pub(crate) fn recv(&self, out: &mut RecvMsg, len: usize, flags: RecvFlags) -> Result<usize> {
-        let mut timeo = self.sk.rcvtimeo(flags.nonblock);
+    /// Runs `f` on the message at the head of the queue, under the socket lock (one reader at
+    /// a time), once there is one: waits up to SO_RCVTIMEO, or EAGAIN at once for `nonblock`.
+    fn with_message<R>(
+        &self,
+        nonblock: bool,
+        f: impl FnOnce(&KcmSkGuard, QueuedMessage<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let mut timeo = self.sk.rcvtimeo(nonblock);
         loop {
             let guard = self.sk.lock();
-            if let Some(mut msg) = self.sk.peek(&guard) {
-                let offset = msg.read_offset();
-                let remaining = msg.len() - offset;
-                let n = len.min(remaining);
-                out.copy_from(&msg, offset, n)?;
-                if flags.peek {
-                    return Ok(n);
-                }
-                if n < remaining && self.seqpacket {
-                    msg.set_read_offset(offset + n);
-                    return Ok(n);
-                }
-                out.set_end_of_message(n < remaining);
-                self.stats.rx.count(msg.len());
-                self.sk.consume_head(&guard);
-                drop(guard);
-                self.mux.room_available();
-                return Ok(n);
+            if let Some(msg) = self.sk.peek(&guard) {
+                return f(&guard, msg);
             }
             drop(guard);
             if timeo == 0 {
@@ -181,26 +169,44 @@ impl KcmSock {
         }
     }
 
+    /// recvmsg: one message (SOCK_DGRAM: truncated to `len`, the rest dropped, MSG_TRUNC), or
+    /// for SOCK_SEQPACKET the next `len` bytes of it, MSG_EOR with its last byte.
+    pub(crate) fn recv(&self, out: &mut RecvMsg, len: usize, flags: RecvFlags) -> Result<usize> {
+        let (n, consumed) = self.with_message(flags.nonblock, |guard, mut msg| {
+            let offset = msg.read_offset();
+            let remaining = msg.len() - offset;
+            let n = len.min(remaining);
+            out.copy_from(&msg, offset, n)?;
+            if flags.peek {
+                return Ok((n, false));
+            }
+            if n < remaining && self.seqpacket {
+                msg.set_read_offset(offset + n);
+                return Ok((n, false));
+            }
+            out.set_end_of_message(n < remaining);
+            self.stats.rx.count(msg.len());
+            self.sk.consume_head(guard);
+            Ok((n, true))
+        })?;
+        if consumed {
+            // Outside the socket lock (lock order): the buffer has room again.
+            self.mux.room_available();
+        }
+        Ok(n)
+    }
+
     /// splice() of a SOCK_SEQPACKET socket: the next bytes of the head message, as net/kcm.
     /// Message ends are not visible to splice: a message spliced to its end stays queued, and
     /// the next recvmsg returns 0 bytes with MSG_EOR for it.
     pub(crate) fn splice(&self, pipe: &SplicePipe, len: usize, nonblock: bool) -> Result<usize> {
-        let mut timeo = self.sk.rcvtimeo(nonblock);
-        loop {
-            let guard = self.sk.lock();
-            if let Some(mut msg) = self.sk.peek(&guard) {
-                let offset = msg.read_offset();
-                let n = len.min(msg.len() - offset);
-                let spliced = self.sk.splice(&msg, offset, pipe, n)?;
-                msg.set_read_offset(offset + spliced);
-                return Ok(spliced);
-            }
-            drop(guard);
-            if timeo == 0 {
-                return Err(EAGAIN);
-            }
-            self.sk.wait_for_message(&mut timeo)?;
-        }
+        self.with_message(nonblock, |_guard, mut msg| {
+            let offset = msg.read_offset();
+            let n = len.min(msg.len() - offset);
+            let spliced = self.sk.splice(&msg, offset, pipe, n)?;
+            msg.set_read_offset(offset + spliced);
+            Ok(spliced)
+        })
     }
 
     /// sendmsg: adds the data to the message being built; a send that ends it (SOCK_DGRAM

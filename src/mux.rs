@@ -81,6 +81,17 @@ impl MuxState {
         }
     }
 
+    /// Hands the messages queued on `sk` (closing, or out of steering) to the other members
+    /// that can take them, and holds the rest.
+    fn requeue_from(&mut self, sk: KcmSk) {
+        while let Some(msg) = sk.take_queued() {
+            match self.pick_receiver() {
+                Some(other) => other.deliver(msg),
+                None => self.hold(msg),
+            }
+        }
+    }
+
     /// Keeps a message for the next member with room.
     fn hold(&mut self, msg: Skb) {
         // On allocation failure the message is dropped: there is no reader to report it to.
@@ -190,15 +201,23 @@ impl Mux {
         let Ok(member) = st.members.remove(pos) else {
             return;
         };
-        while let Some(msg) = member.sk.take_queued() {
-            match st.pick_receiver() {
-                Some(sk) => sk.deliver(msg),
-                None => st.hold(msg),
-            }
+        st.requeue_from(member.sk);
+        if st.members.is_empty() {
+            self.end(st);
         }
-        if !st.members.is_empty() {
-            return;
+    }
+
+    /// Ends a multiplexor that has no member (its first socket failed to join).
+    pub(crate) fn abandon_if_empty(&self) {
+        let st = self.state.lock();
+        if st.members.is_empty() && !st.closed {
+            self.end(st);
         }
+    }
+
+    /// Ends the multiplexor, whose last member has gone: its psocks are unattached, held
+    /// messages (which no reader took) are freed, and it leaves the namespace's list.
+    fn end(&self, mut st: kernel::sync::MutexGuard<'_, MuxState>) {
         st.closed = true;
         let psocks = core::mem::take(&mut st.psocks);
         st.held.clear();
@@ -209,18 +228,6 @@ impl Mux {
             self.psock_gone(psock);
         }
         self.psock_free.notify_all();
-        self.net
-            .remove_mux(self, &self.stats, &self.departed_psocks);
-    }
-
-    /// Ends a multiplexor that has no member (its first socket failed to join).
-    pub(crate) fn abandon_if_empty(&self) {
-        let mut st = self.state.lock();
-        if !st.members.is_empty() || st.closed {
-            return;
-        }
-        st.closed = true;
-        drop(st);
         self.net
             .remove_mux(self, &self.stats, &self.departed_psocks);
     }
@@ -236,12 +243,7 @@ impl Mux {
         st.members[pos].recv_disabled = disabled;
         if disabled {
             let sk = st.members[pos].sk;
-            while let Some(msg) = sk.take_queued() {
-                match st.pick_receiver() {
-                    Some(other) => other.deliver(msg),
-                    None => st.hold(msg),
-                }
-            }
+            st.requeue_from(sk);
         }
         drop(st);
         if !disabled {

@@ -435,23 +435,18 @@ impl Psock {
             if nonblock || *timeo <= 0 {
                 return Err(TxError::WouldBlock);
             }
-            let left_ms = match limit_ms {
+            // Sleeps until some memory frees; room for the whole message may take longer.
+            let mut wait = match limit_ms {
                 Some(limit) => {
                     let left = limit - start.elapsed().as_millis();
                     if left <= 0 {
                         *timeo = 0;
                         return Err(TxError::Interrupted(EAGAIN));
                     }
-                    left
+                    kernel::time::msecs_to_jiffies(left.min(i64::from(u32::MAX)) as u32).max(1)
+                        as isize
                 }
-                None => i64::MAX,
-            };
-            // Sleeps until some memory frees; room for the whole message may take longer.
-            let mut wait = if left_ms == i64::MAX {
-                isize::MAX
-            } else {
-                kernel::time::msecs_to_jiffies(left_ms.min(i64::from(u32::MAX)) as u32).max(1)
-                    as isize
+                None => isize::MAX,
             };
             match self.stream.wait_for_space(&mut wait) {
                 Ok(()) => {

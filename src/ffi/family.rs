@@ -14,6 +14,7 @@ use super::pernet::Net;
 use super::user::{self, SockoptOut};
 use super::StaticCObject;
 use crate::kcm_sock::{KcmSock, RecvFlags, SockOption};
+use kernel::error::from_result;
 use kernel::fs::file::FileDescriptorReservation;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
@@ -189,39 +190,33 @@ unsafe extern "C" fn kcm_create(
 ) -> c_int {
     // SAFETY: The socket core passes a fresh socket in `net`, which pernet init has set up.
     let (net, kind) = unsafe { (Net::from_raw(net), (*sock).type_) };
-    let ops = match u32::try_from(kind) {
-        Ok(b::sock_type_SOCK_DGRAM) => DGRAM_OPS.get(),
-        Ok(b::sock_type_SOCK_SEQPACKET) => SEQPACKET_OPS.get(),
-        _ => return esocktnosupport().to_errno(),
-    };
-    if protocol != b::KCMPROTO_CONNECTED as c_int {
-        return eprotonosupport().to_errno();
-    }
-    let sk = match alloc_sock(net, kern != 0) {
-        Ok(sk) => sk,
-        Err(e) => return e.to_errno(),
-    };
-    let seqpacket = ops == SEQPACKET_OPS.get();
-    // SAFETY: `sock` is fresh and `sk` was just allocated with `PROTO`. The sock is initialised
-    // before it joins a multiplexor, which may queue messages on it at once.
-    unsafe { init_sock(sock, sk) };
-    // SAFETY: `sk` stays live until release, which drops the `KcmSock` first.
-    let kcm_sk = unsafe { KcmSk::from_raw(sk) };
-    match KcmSock::new_multiplexor(net.state(), kcm_sk, seqpacket) {
-        Ok(kcm) => {
-            // SAFETY: `sk` was initialised above and has no `KcmSock` yet.
-            unsafe {
-                set_kcm(sk, kcm);
-                (*sock).ops = ops;
-            }
-            0
+    from_result(|| {
+        let ops = match u32::try_from(kind) {
+            Ok(b::sock_type_SOCK_DGRAM) => DGRAM_OPS.get(),
+            Ok(b::sock_type_SOCK_SEQPACKET) => SEQPACKET_OPS.get(),
+            _ => return Err(esocktnosupport()),
+        };
+        if protocol != b::KCMPROTO_CONNECTED as c_int {
+            return Err(eprotonosupport());
         }
-        Err(e) => {
+        let sk = alloc_sock(net, kern != 0)?;
+        let seqpacket = ops == SEQPACKET_OPS.get();
+        // SAFETY: `sock` is fresh and `sk` was just allocated with `PROTO`. The sock is
+        // initialised before it joins a multiplexor, which may queue messages on it at once.
+        unsafe { init_sock(sock, sk) };
+        // SAFETY: `sk` stays live until release, which drops the `KcmSock` first.
+        let kcm_sk = unsafe { KcmSk::from_raw(sk) };
+        let kcm = KcmSock::new_multiplexor(net.state(), kcm_sk, seqpacket).inspect_err(|_| {
             // SAFETY: As after `init_sock`, without a `KcmSock`.
             unsafe { uninit_sock(sock, sk) };
-            e.to_errno()
+        })?;
+        // SAFETY: `sk` was initialised above and has no `KcmSock` yet.
+        unsafe {
+            set_kcm(sk, kcm);
+            (*sock).ops = ops;
         }
-    }
+        Ok(0)
+    })
 }
 
 /// `proto_ops::release`.
@@ -311,20 +306,21 @@ fn clone_socket(osock: KcmSocket, arg: usize) -> Result {
 unsafe extern "C" fn kcm_ioctl(sock: *mut b::socket, cmd: c_uint, arg: c_ulong) -> c_int {
     // SAFETY: An operation call on a live KCM socket.
     let sock = unsafe { KcmSocket::from_raw(sock) };
-    let result = match cmd {
-        b::SIOCKCMATTACH => {
-            user::read_ioctl_ints::<2>(arg).and_then(|[fd, bpf_fd]| sock.kcm().attach(fd, bpf_fd))
+    from_result(|| {
+        match cmd {
+            b::SIOCKCMATTACH => {
+                let [fd, bpf_fd] = user::read_ioctl_ints::<2>(arg)?;
+                sock.kcm().attach(fd, bpf_fd)?
+            }
+            b::SIOCKCMUNATTACH => {
+                let [fd] = user::read_ioctl_ints::<1>(arg)?;
+                sock.kcm().unattach(fd)?
+            }
+            b::SIOCKCMCLONE => clone_socket(sock, arg)?,
+            _ => return Err(ENOIOCTLCMD),
         }
-        b::SIOCKCMUNATTACH => {
-            user::read_ioctl_ints::<1>(arg).and_then(|[fd]| sock.kcm().unattach(fd))
-        }
-        b::SIOCKCMCLONE => clone_socket(sock, arg),
-        _ => Err(ENOIOCTLCMD),
-    };
-    match result {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+        Ok(0)
+    })
 }
 
 /// `proto_ops::setsockopt` for levels other than SOL_SOCKET.
@@ -341,18 +337,18 @@ unsafe extern "C" fn kcm_setsockopt(
 ) -> c_int {
     // SAFETY: An operation call on a live KCM socket.
     let sock = unsafe { KcmSocket::from_raw(sock) };
-    if level != b::SOL_KCM as c_int {
-        return enoprotoopt().to_errno();
-    }
-    if (optlen as usize) < core::mem::size_of::<c_int>() {
-        return EINVAL.to_errno();
-    }
-    let result = user::read_sockopt_int(optval)
-        .and_then(|value| sock.kcm().set_option(SockOption::from_raw(optname)?, value));
-    match result {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    from_result(|| {
+        if level != b::SOL_KCM as c_int {
+            return Err(enoprotoopt());
+        }
+        if (optlen as usize) < core::mem::size_of::<c_int>() {
+            return Err(EINVAL);
+        }
+        let value = user::read_sockopt_int(optval)?;
+        sock.kcm()
+            .set_option(SockOption::from_raw(optname)?, value)?;
+        Ok(0)
+    })
 }
 
 /// `proto_ops::getsockopt_iter` for levels other than SOL_SOCKET.
@@ -371,20 +367,18 @@ unsafe extern "C" fn kcm_getsockopt(
     let sock = unsafe { KcmSocket::from_raw(sock) };
     // SAFETY: `opt` is the core's `sockopt_t` for this call; `out` is dropped before we return.
     let mut out = unsafe { SockoptOut::from_raw(opt) };
-    if level != b::SOL_KCM as c_int {
-        return enoprotoopt().to_errno();
-    }
-    let Ok(offered) = usize::try_from(out.offered_len()) else {
-        return EINVAL.to_errno();
-    };
-    let result = SockOption::from_raw(optname).and_then(|option| {
-        let value = sock.kcm().option(option).to_ne_bytes();
-        out.put(&value[..offered.min(value.len())])
-    });
-    match result {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    from_result(|| {
+        if level != b::SOL_KCM as c_int {
+            return Err(enoprotoopt());
+        }
+        let offered = usize::try_from(out.offered_len()).map_err(|_| EINVAL)?;
+        let value = sock
+            .kcm()
+            .option(SockOption::from_raw(optname)?)
+            .to_ne_bytes();
+        out.put(&value[..offered.min(value.len())])?;
+        Ok(0)
+    })
 }
 
 /// `proto_ops::sendmsg`.
@@ -400,10 +394,7 @@ unsafe extern "C" fn kcm_sendmsg(sock: *mut b::socket, msg: *mut b::msghdr, _len
     let nonblock = input.flags() & b::MSG_DONTWAIT != 0;
     // SAFETY: The sock is live.
     let timeo = unsafe { b::kcmrs_sock_sndtimeo(sock.sk(), nonblock) };
-    match sock.kcm().send(&mut input, nonblock, timeo) {
-        Ok(n) => n as c_int,
-        Err(e) => e.to_errno(),
-    }
+    from_result(|| Ok(sock.kcm().send(&mut input, nonblock, timeo)? as c_int))
 }
 
 /// `proto_ops::recvmsg`.
@@ -426,10 +417,7 @@ unsafe extern "C" fn kcm_recvmsg(
         nonblock: flags & b::MSG_DONTWAIT != 0,
         peek: flags & b::MSG_PEEK != 0,
     };
-    match sock.kcm().recv(&mut out, len, recv_flags) {
-        Ok(n) => n as c_int,
-        Err(e) => e.to_errno(),
-    }
+    from_result(|| Ok(sock.kcm().recv(&mut out, len, recv_flags)? as c_int))
 }
 
 /// `proto_ops::splice_read` of SOCK_SEQPACKET sockets.
@@ -452,10 +440,7 @@ unsafe extern "C" fn kcm_splice_read(
         flags & b::SPLICE_F_NONBLOCK != 0 || unsafe { b::kcmrs_socket_nonblocking(sock) };
     // SAFETY: `pipe` is this call's.
     let pipe = unsafe { SplicePipe::from_raw(pipe) };
-    match kcm_socket.kcm().splice(&pipe, len, nonblock) {
-        Ok(n) => n as isize,
-        Err(e) => e.to_errno() as isize,
-    }
+    from_result(|| Ok(kcm_socket.kcm().splice(&pipe, len, nonblock)? as isize))
 }
 
 /// Registration of the proto and the PF_KCM family; unregisters on drop.

@@ -68,20 +68,18 @@ impl Net {
 ///
 /// Called by the namespace core only, for a namespace being set up.
 unsafe extern "C" fn net_init(net: *mut b::net) -> i32 {
-    let state = match NetState::new() {
-        Ok(state) => state,
-        Err(e) => return e.to_errno(),
-    };
     // SAFETY: The core calls init with a namespace being set up, whose slot exists.
     let net = unsafe { Net::from_raw(net) };
-    // SAFETY: The slot is ours and valid for writes; it is empty until init.
-    unsafe { *net.slot() = Arc::into_raw(state) };
-    if let Err(e) = super::procfs::create(net) {
-        // SAFETY: Stored just above; exit will not run for a failed init.
-        drop(unsafe { Arc::from_raw(core::ptr::replace(net.slot(), core::ptr::null())) });
-        return e.to_errno();
-    }
-    0
+    kernel::error::from_result(|| {
+        let state = NetState::new()?;
+        // SAFETY: The slot is ours and valid for writes; it is empty until init.
+        unsafe { *net.slot() = Arc::into_raw(state) };
+        super::procfs::create(net).inspect_err(|_| {
+            // SAFETY: Stored just above; exit will not run for a failed init.
+            drop(unsafe { Arc::from_raw(core::ptr::replace(net.slot(), core::ptr::null())) });
+        })?;
+        Ok(0)
+    })
 }
 
 /// `pernet_operations::exit`.

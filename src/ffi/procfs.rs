@@ -34,10 +34,7 @@ unsafe fn show(seq: *mut b::seq_file, f: fn(&NetState, &SeqFile) -> Result) -> c
     let state = unsafe { Net::from_raw(b::kcmrs_seq_file_single_net(seq)) }.state();
     // SAFETY: `seq` is valid for the call; `SeqFile` wraps the same C type.
     let m = unsafe { SeqFile::from_raw(seq.cast()) };
-    match f(&state, m) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    kernel::error::from_result(|| f(&state, m).map(|()| 0))
 }
 
 /// The show function of /proc/net/kcm.
