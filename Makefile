@@ -10,6 +10,11 @@
 #                   CONFIG_RUST; without it, the cached release kernel is
 #                   set up and built first)
 #   make check-c    the same selftests against the in-tree net/kcm module
+#   make soak       the stress test alone for SOAK_SECONDS (default 1800) per
+#                   variant on the debug kernel
+#   make bench      throughput of kcm_rs.ko, the in-tree kcm.ko and user-space
+#                   framing in a VM (tools/bench.sh; not a test) ->
+#                   bench/results.md, bench/results.png
 #   make fmt        rustfmt the sources (fmt-check: only check)
 #   make CLIPPY=1   build with clippy lints
 #   make clean
@@ -34,8 +39,14 @@ check:
 check-c:
 	tools/check.sh c
 
+soak:
+	tools/check.sh soak
+
 demo:
 	tools/demo.sh
+
+bench:
+	tools/bench.sh
 
 fmt:
 	tools/rustfmt.sh
@@ -49,4 +60,4 @@ clean:
 		Module.symvers .*.cmd src/*.o src/.*.cmd src/.*.d src/*.bc \
 		src/kcm_rs_bindings_generated.rs src/*.rmeta
 
-.PHONY: all module check check-c demo fmt fmt-check clean
+.PHONY: all module check check-c soak demo bench fmt fmt-check clean

@@ -69,6 +69,7 @@ struct kcmrs_saved_callbacks {
 /* struct sock fields (struct sock is opaque to Rust). */
 int kcmrs_sk_family(const struct sock *sk);
 int kcmrs_sk_protocol(const struct sock *sk);
+bool kcmrs_sk_has_ulp(const struct sock *sk);
 int kcmrs_sk_type(const struct sock *sk);
 int kcmrs_sk_state(const struct sock *sk);
 int kcmrs_sk_rcvbuf(const struct sock *sk);

@@ -70,6 +70,12 @@ int kcmrs_sk_protocol(const struct sock *sk)
 	return sk->sk_protocol;
 }
 
+/* An upper-layer protocol (kernel TLS, ...) owns the TCP socket's stream. */
+bool kcmrs_sk_has_ulp(const struct sock *sk)
+{
+	return inet_csk(sk)->icsk_ulp_ops != NULL;
+}
+
 int kcmrs_sk_type(const struct sock *sk)
 {
 	return sk->sk_type;

@@ -15,7 +15,8 @@
 //! 3. `Psock::rx` (mutex): the psock's framer and held message.
 //! 4. `KcmSock::tx` (mutex): the message a socket is building; held while it is sent.
 //! 5. `Mux::state` (mutex): members, psocks, held messages, stalled psocks.
-//! 6. `Psock::tx` (mutex): the psock's reservation flag.
+//! 6. `Psock::tx` (mutex): the psock's reservation and writing flags (unattach waits on
+//!    `Psock::tx_idle` with it until a message being written is finished).
 //! 7. `NetState::muxes` (mutex): the multiplexors of a namespace.
 //!
 //! No kcm-rs lock is held while calling into TCP to send, while waiting for a message, or while

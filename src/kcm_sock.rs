@@ -117,8 +117,9 @@ impl KcmSock {
         let prog = BpfProg::get_socket_filter(bpf_fd)?;
         {
             let _guard = stream.lock();
-            // TCP over IPv4 or IPv6, connected or connecting; not a listener, not closed.
-            if !stream.is_tcp() || stream.is_listening_or_closed() {
+            // TCP over IPv4 or IPv6, connected or connecting; not a listener, not closed; no
+            // upper-layer protocol on it (net/kcm takes one, and parses its stream).
+            if !stream.is_tcp() || stream.is_listening_or_closed() || stream.has_ulp() {
                 return Err(eopnotsupp());
             }
         }

@@ -332,6 +332,9 @@ impl Mux {
             self.stats.psock_unattach_rsvd.inc();
         }
         psock.stop();
+        // Unlike net/kcm, which leaves part of a message on the stream, a message being sent
+        // on the socket is finished before the socket is given back.
+        psock.wait_tx_idle();
         self.psock_gone(&psock);
         Ok(())
     }

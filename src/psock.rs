@@ -18,7 +18,7 @@ use crate::framer::{Framer, StreamError};
 use crate::mux::Mux;
 use crate::stats::PsockStats;
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex};
 use kernel::time::{Delta, Instant, Monotonic};
 use kernel::workqueue::{DelayedWork, Work, WorkItem};
 
@@ -38,6 +38,10 @@ fn fatal_signal_pending() -> bool {
 /// Longest wait of the assembly timer; it is armed again while a message stays incomplete.
 const TIMER_STEP_MS: i64 = 1000;
 
+/// Bytes one run of the receive work takes from the stream before it queues itself again,
+/// so that senders waiting for the TCP socket's lock and other psocks' work get their turn.
+const RX_BUDGET: usize = 64 * 1024;
+
 /// Receive state.
 struct PsockRx {
     framer: Framer,
@@ -53,8 +57,10 @@ struct PsockRx {
 
 /// Transmit state.
 struct PsockTx {
-    /// A sender is writing a message.
+    /// A sender has the psock (for one message, or a MSG_BATCH batch).
     busy: bool,
+    /// A sender is writing a message's bytes.
+    writing: bool,
     /// The stream failed; no message is sent on it any more.
     broken: bool,
 }
@@ -101,6 +107,9 @@ pub(crate) struct Psock {
     timeout_work: DelayedWork<Psock, 1>,
     #[pin]
     tx: Mutex<PsockTx>,
+    /// Signalled when a sender ends writing a message (`PsockTx::writing` goes false).
+    #[pin]
+    tx_idle: CondVar,
 }
 
 kernel::impl_has_work! {
@@ -158,10 +167,12 @@ impl Psock {
                 tx <- kernel::new_mutex!(
                     PsockTx {
                         busy: false,
+                        writing: false,
                         broken: false,
                     },
                     "Psock::tx"
                 ),
+                tx_idle <- kernel::new_condvar!("Psock::tx_idle"),
             }),
             GFP_KERNEL,
         )
@@ -229,12 +240,14 @@ impl Psock {
         let max_len = self.stream.rcvbuf();
         let mut failure = None;
         let mut stalled = false;
+        let mut taken = 0;
         self.stream.read(&guard, &mut |chunk| {
-            if stalled || failure.is_some() {
+            if stalled || failure.is_some() || taken >= RX_BUDGET {
                 return 0;
             }
             match rx.framer.feed(chunk, 0, &self.prog, max_len) {
                 Ok(fed) => {
+                    taken += fed.used;
                     if let Some(msg) = fed.message {
                         self.stats.rx.count(msg.len());
                         if let Err(msg) = self.mux.deliver(msg, self) {
@@ -252,6 +265,10 @@ impl Psock {
         });
         if let Some(e) = failure {
             self.break_stream(&mut rx, e);
+        } else if taken >= RX_BUDGET && !stalled {
+            // More may be queued: go on in a later run of the work.
+            self.note_assembly(&mut rx);
+            Self::data_ready(self.clone());
         } else if !stalled && self.stream.peer_done() {
             // Everything that arrived before the close or reset has been parsed.
             self.break_stream(&mut rx, EPIPE);
@@ -348,6 +365,18 @@ impl Psock {
         self.tx.lock().broken = true;
     }
 
+    /// Waits until no sender is writing a message on the stream (after [`Psock::stop`] no new
+    /// one starts), so that the application that unattached the socket finds it at a message
+    /// boundary and no byte of ours follows its own. A signal ends the wait early.
+    pub(crate) fn wait_tx_idle(&self) {
+        let mut tx = self.tx.lock();
+        while tx.writing {
+            if self.tx_idle.wait_interruptible(&mut tx) {
+                break;
+            }
+        }
+    }
+
     /// Reserves the psock for one message, unless it is busy or broken.
     pub(crate) fn try_reserve(&self) -> bool {
         let mut tx = self.tx.lock();
@@ -375,6 +404,19 @@ impl Psock {
     /// killed: the stream is then broken (EPIPE), as its framing is lost. On `Broken` the psock
     /// is out of service and the caller sends the message again from its start elsewhere.
     pub(crate) fn send_message(
+        &self,
+        msg: &[u8],
+        limits: &SendLimits,
+        timeo: &mut isize,
+    ) -> core::result::Result<(), TxError> {
+        self.tx.lock().writing = true;
+        let result = self.write_message(msg, limits, timeo);
+        self.tx.lock().writing = false;
+        self.tx_idle.notify_all();
+        result
+    }
+
+    fn write_message(
         &self,
         msg: &[u8],
         limits: &SendLimits,

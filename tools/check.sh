@@ -2,13 +2,21 @@
 # SPDX-License-Identifier: GPL-2.0
 # make check (rs) / make check-c (c): the kcm-rs selftests in a VM on the
 # debug kernel (KASAN, lockdep, kmemleak, ...), against kcm_rs.ko or against
-# the in-tree net/kcm module. Host checks first: rustfmt, and a clippy build of
+# the in-tree net/kcm module. make soak (soak): only the stress test, for
+# SOAK_SECONDS (default 1800) per variant, against kcm_rs.ko. Host checks first: rustfmt, and a clippy build of
 # the module that must be warning-free. Ends with one line
 # "check: N passed, M failed"; exit status 0 only when nothing failed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 provider=${1:-rs}
+guest_env=""
+if [ "$provider" = soak ]; then
+	provider=rs
+	soak=${SOAK_SECONDS:-1800}
+	guest_env="KCM_TESTS=kcm_stress KCM_STRESS_SECONDS=$soak"
+fi
+vm_timeout=$((2400 + 3 * ${soak:-0}))
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 
 "$here/setup.sh"
@@ -52,7 +60,7 @@ make -s -C "$top/samples" OUT="$out/samples"
 log="$out/vm-$provider.log"
 set +e
 "$here/vm/run.sh" --kernel "$tree" --provider "$provider" --module "$out/kcm_rs.ko" \
-	--add "$out/tests" --add "$out/samples" --timeout 2400 --log "$log" -- 'tests/run_tests.sh /kcm/tests' |
+	--add "$out/tests" --add "$out/samples" --timeout "$vm_timeout" --log "$log" -- "$guest_env tests/run_tests.sh /kcm/tests" |
 	grep -v '^KCMRS-'
 vm_rc=${PIPESTATUS[0]}
 set -e

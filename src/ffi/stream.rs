@@ -89,6 +89,13 @@ impl StreamSocket {
             && kind == b::sock_type_SOCK_STREAM as i32
     }
 
+    /// An upper-layer protocol (kernel TLS, ...) owns the stream: its bytes are not the
+    /// application's messages. Only meaningful for a TCP socket ([`StreamSocket::is_tcp`]).
+    pub(crate) fn has_ulp(&self) -> bool {
+        // SAFETY: The sock is live by the type invariant, and a TCP sock.
+        unsafe { b::kcmrs_sk_has_ulp(self.sk()) }
+    }
+
     fn state(&self) -> u32 {
         // SAFETY: The sock is live by the type invariant.
         unsafe { b::kcmrs_sk_state(self.sk()) as u32 }

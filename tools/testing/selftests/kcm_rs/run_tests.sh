@@ -3,9 +3,11 @@
 # Runs the kcm-rs selftests (inside the VM) and ends with one line
 # "N passed, M failed". Exit status 0 only when nothing failed.
 # Usage: run_tests.sh [DIR]   (DIR holds the test programs; default: this dir)
+# KCM_TESTS: the programs to run (default: all); KCM_STRESS_SECONDS: how long
+# kcm_stress runs each variant (default 20).
 dir=${1:-$(dirname "$0")}
 pass=0 fail=0
-for t in kcm_socket kcm_data kcm_faults kcm_module; do
+for t in ${KCM_TESTS:-kcm_socket kcm_data kcm_hostile kcm_replay kcm_faults kcm_module kcm_stress}; do
 	echo "# === $t (provider ${KCM_PROVIDER:-?})"
 	"$dir/$t" >/tmp/$t.tap 2>&1
 	rc=$?
@@ -27,7 +29,7 @@ done
 # The samples' echo service (both ends multiplexed, BPF parser from clang),
 # when check.sh put it in the VM.
 samples=${KCM_SAMPLES:-/kcm/samples}
-if [ -x "$samples/kcm_echo" ]; then
+if [ -z "$KCM_TESTS" ] && [ -x "$samples/kcm_echo" ]; then
 	echo "# === samples/kcm_echo"
 	(cd "$samples" && { ./kcm_echo server 7000 3 3 & sleep 1
 		./kcm_echo client 7000 3 3 600; rc=$?; wait; exit $rc; })

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Hostile input: parsers that return nonsense, ioctl arguments that straddle
+ * unmapped memory, and sockets that must not become psocks.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/un.h>
+#include <net/if.h>
+
+#include "kselftest_harness.h"
+#include "kcm_util.h"
+
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
+
+/* Waits up to @ms for an error on the TCP socket; returns it (0 if none came). */
+static int wait_so_error(int fd, int ms)
+{
+	for (int t = 0; t < ms; t += 20) {
+		int err = sockopt_int(fd, SOL_SOCKET, SO_ERROR);
+
+		if (err)
+			return err;
+		usleep(20000);
+	}
+	return 0;
+}
+
+/* A KCM socket with @tcp[0] attached with @bpf; @tcp[1] is the peer. */
+static int setup(int bpf, int tcp[2])
+{
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0);
+
+	if (kcm < 0 || bpf < 0 || tcp_pair(AF_INET, tcp))
+		return -1;
+	if (kcm_attach(kcm, tcp[0], bpf))
+		return -1;
+	return kcm;
+}
+
+struct verdict_case {
+	int verdict, err;
+};
+
+/* Each verdict breaks the stream with a clear errno on the TCP socket. */
+TEST(parser_verdicts_that_break_the_stream)
+{
+	static const struct verdict_case cases[] = {
+		{ -1, EPERM },			/* an errno: passed on */
+		{ -EBADMSG, EBADMSG },
+		{ -5000, EMSGSIZE },		/* negative, no errno */
+		{ INT_MIN, EMSGSIZE },
+		{ INT_MAX, EMSGSIZE },		/* a length near 2^31 */
+		{ 0x40000000, EMSGSIZE },	/* larger than any receive buffer */
+	};
+	unsigned char buf[64] = { 0 };
+
+	for (int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int tcp[2], bpf = load_const_parser(cases[i].verdict), kcm = setup(bpf, tcp);
+
+		ASSERT_LE(0, kcm);
+		ASSERT_EQ(0, write_all(tcp[1], buf, sizeof(buf)));
+		EXPECT_EQ(cases[i].err, wait_so_error(tcp[0], 5000))
+			TH_LOG("verdict %d", cases[i].verdict);
+		/* Nothing was delivered, and the socket is usable after unattach. */
+		EXPECT_EQ(-1, recv(kcm, buf, sizeof(buf), MSG_DONTWAIT));
+		EXPECT_EQ(0, kcm_unattach(kcm, tcp[0]));
+		close(kcm);
+		close(tcp[0]);
+		close(tcp[1]);
+		close(bpf);
+	}
+}
+
+/* A parser that never gives a length: EMSGSIZE once the prefix outgrows the receive buffer. */
+TEST(parser_returning_zero_forever)
+{
+	static unsigned char buf[1 << 16];
+	int tcp[2], bpf = load_const_parser(0), kcm = setup(bpf, tcp), err = 0;
+
+	ASSERT_LE(0, kcm);
+	/* Write until the error shows (the peer may block once the window closes). */
+	fcntl(tcp[1], F_SETFL, O_NONBLOCK);
+	for (int i = 0; i < 400 && !err; i++) {
+		if (write(tcp[1], buf, sizeof(buf)) < 0 && errno != EAGAIN)
+			break;
+		err = wait_so_error(tcp[0], 20);
+	}
+	if (!err)
+		err = wait_so_error(tcp[0], 5000);
+	EXPECT_EQ(EMSGSIZE, err);
+	EXPECT_EQ(-1, recv(kcm, buf, sizeof(buf), MSG_DONTWAIT));
+	close(kcm);
+	close(tcp[0]);
+	close(tcp[1]);
+	close(bpf);
+}
+
+/* Reads past the data (BPF_LD_ABS beyond the buffer ends the program with 0). */
+TEST(parser_reading_past_the_data_times_out)
+{
+	struct bpf_insn insns[] = {
+		INSN(BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_6, BPF_REG_1, 0, 0),
+		INSN(BPF_LD | BPF_ABS | BPF_W, 0, 0, 0, 1 << 20),
+		INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+	};
+	struct timeval tv = { .tv_usec = 300000 };
+	unsigned char buf[32] = { 0 };
+	int tcp[2], bpf = bpf_load(BPF_PROG_TYPE_SOCKET_FILTER, insns, 3), kcm = setup(bpf, tcp);
+
+	ASSERT_LE(0, kcm);
+	ASSERT_EQ(0, setsockopt(tcp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	ASSERT_EQ(0, write_all(tcp[1], buf, sizeof(buf)));
+	EXPECT_EQ(ETIMEDOUT, wait_so_error(tcp[0], 5000));
+	close(kcm);
+	close(tcp[0]);
+	close(tcp[1]);
+	close(bpf);
+}
+
+/* A length smaller than the header it read: messages of that length, no more. */
+TEST(parser_length_smaller_than_its_header)
+{
+	unsigned char out[16];
+	int tcp[2], bpf = load_const_parser(1), kcm = setup(bpf, tcp);
+
+	ASSERT_LE(0, kcm);
+	ASSERT_EQ(0, write_all(tcp[1], "wxyz", 4));
+	for (int i = 0; i < 4; i++) {
+		struct pollfd p = { .fd = kcm, .events = POLLIN };
+
+		ASSERT_EQ(1, poll(&p, 1, 5000));
+		ASSERT_EQ(1, recv(kcm, out, sizeof(out), 0));
+		EXPECT_EQ("wxyz"[i], out[0]);
+	}
+	close(kcm);
+	close(tcp[0]);
+	close(tcp[1]);
+	close(bpf);
+}
+
+/*
+ * A length ending inside bytes the parser already saw in an earlier segment:
+ * 0 while it has fewer than 100 bytes, then 10. EPROTO (as strparser).
+ */
+TEST(parser_length_inside_bytes_already_taken)
+{
+	struct bpf_insn insns[] = {
+		/* r0 = skb->len; if r0 < 100 return 0; return 10 */
+		INSN(BPF_LDX | BPF_MEM | BPF_W, BPF_REG_0, BPF_REG_1, 0, 0),
+		INSN(BPF_JMP | BPF_JGE | BPF_K, BPF_REG_0, 0, 2, 100),
+		INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0),
+		INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+		INSN(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 10),
+		INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
+	};
+	unsigned char buf[80] = { 0 };
+	int tcp[2], bpf = bpf_load(BPF_PROG_TYPE_SOCKET_FILTER, insns, 6), kcm = setup(bpf, tcp);
+
+	ASSERT_LE(0, kcm);
+	ASSERT_EQ(0, write_all(tcp[1], buf, sizeof(buf)));
+	usleep(300000);
+	ASSERT_EQ(0, write_all(tcp[1], buf, sizeof(buf)));
+	EXPECT_EQ(EPROTO, wait_so_error(tcp[0], 5000));
+	EXPECT_EQ(-1, recv(kcm, buf, sizeof(buf), MSG_DONTWAIT));
+	close(kcm);
+	close(tcp[0]);
+	close(tcp[1]);
+	close(bpf);
+}
+
+/* ioctl arguments that run into an unmapped page: EFAULT, nothing attached or leaked. */
+TEST(ioctl_arguments_straddling_unmapped_memory)
+{
+	char *pages = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), bpf = load_len_prefix_parser(), tcp[2];
+	int fds_before;
+
+	ASSERT_NE(MAP_FAILED, pages);
+	ASSERT_LE(0, kcm);
+	ASSERT_EQ(0, tcp_pair(AF_INET, tcp));
+	ASSERT_EQ(0, munmap(pages + 4096, 4096));
+	fds_before = count_open_fds();
+	/* struct kcm_attach {fd, bpf_fd}: fd readable, bpf_fd on the unmapped page. */
+	memcpy(pages + 4092, &tcp[0], 4);
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(kcm, SIOCKCMATTACH, pages + 4092));
+	EXPECT_EQ(EFAULT, errno);
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(kcm, SIOCKCMUNATTACH, pages + 4094));
+	EXPECT_EQ(EFAULT, errno);
+	/* struct kcm_clone is written back: a read-only or unmapped destination. */
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(kcm, SIOCKCMCLONE, pages + 4094));
+	EXPECT_EQ(EFAULT, errno);
+	ASSERT_EQ(0, mprotect(pages, 4096, PROT_READ));
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(kcm, SIOCKCMCLONE, pages));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(fds_before, count_open_fds());
+	/* Nothing was attached. */
+	EXPECT_EQ(-ENOENT, kcm_unattach(kcm, tcp[0]));
+	EXPECT_EQ(0, kcm_attach(kcm, tcp[0], bpf));
+	munmap(pages, 4096);
+	close(kcm);
+	close(tcp[0]);
+	close(tcp[1]);
+	close(bpf);
+}
+
+/* Sockets that are not TCP streams: EOPNOTSUPP (as net/kcm). */
+TEST(attach_of_other_kinds_of_socket)
+{
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), other_kcm = socket(AF_KCM, SOCK_DGRAM, 0);
+	int bpf = load_len_prefix_parser(), unix_pair[2], udp = socket(AF_INET, SOCK_DGRAM, 0);
+
+	ASSERT_LE(0, kcm);
+	ASSERT_LE(0, other_kcm);
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM, 0, unix_pair));
+	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, other_kcm, bpf));
+	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, kcm, bpf));
+	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, unix_pair[0], bpf));
+	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, udp, bpf));
+	close(kcm);
+	close(other_kcm);
+	close(unix_pair[0]);
+	close(unix_pair[1]);
+	close(udp);
+	close(bpf);
+}
+
+static int sockmap_create(void)
+{
+	union bpf_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.map_type = BPF_MAP_TYPE_SOCKMAP;
+	attr.key_size = 4;
+	attr.value_size = 4;
+	attr.max_entries = 1;
+	return syscall(__NR_bpf, BPF_MAP_CREATE, &attr, sizeof(attr));
+}
+
+static int sockmap_add(int map, int fd)
+{
+	union bpf_attr attr;
+	int key = 0;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.map_fd = map;
+	attr.key = (unsigned long)&key;
+	attr.value = (unsigned long)&fd;
+	return syscall(__NR_bpf, BPF_MAP_UPDATE_ELEM, &attr, sizeof(attr)) ? -errno : 0;
+}
+
+/* A socket owned by sockmap cannot be attached, and a psock cannot join a sockmap. */
+TEST(sockmap_and_kcm_exclude_each_other)
+{
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), bpf = load_len_prefix_parser();
+	int map = sockmap_create(), a[2], b[2];
+	unsigned char buf[64], out[64];
+	size_t n = make_frame(buf, 4, 30);
+	struct pollfd p = { .fd = kcm, .events = POLLIN };
+
+	ASSERT_LE(0, kcm);
+	if (map < 0)
+		SKIP(return, "no sockmap: %s", strerror(errno));
+	ASSERT_EQ(0, tcp_pair(AF_INET, a));
+	ASSERT_EQ(0, tcp_pair(AF_INET, b));
+	ASSERT_EQ(0, sockmap_add(map, a[0]));
+	EXPECT_EQ(-EALREADY, kcm_attach(kcm, a[0], bpf));
+	ASSERT_EQ(0, kcm_attach(kcm, b[0], bpf));
+	EXPECT_EQ(-EBUSY, sockmap_add(map, b[0]));
+	/* The psock still works. */
+	ASSERT_EQ(0, write_all(b[1], buf, n));
+	ASSERT_EQ(1, poll(&p, 1, 5000));
+	EXPECT_EQ(n, recv(kcm, out, sizeof(out), 0));
+	close(map);
+	close(kcm);
+	for (int i = 0; i < 2; i++) {
+		close(a[i]);
+		close(b[i]);
+	}
+	close(bpf);
+}
+
+/* A TCP socket with another upper-layer protocol (kernel TLS) is refused. */
+TEST(socket_with_a_ulp_is_refused)
+{
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), bpf = load_len_prefix_parser(), tcp[2];
+
+	ASSERT_LE(0, kcm);
+	ASSERT_EQ(0, tcp_pair(AF_INET, tcp));
+	if (setsockopt(tcp[0], IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")))
+		SKIP(return, "no TLS ULP: %s", strerror(errno));
+	if (is_c_provider())
+		SKIP(return, "net/kcm attaches it and parses the ULP's stream");
+	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, tcp[0], bpf));
+	close(kcm);
+	close(tcp[0]);
+	close(tcp[1]);
+	close(bpf);
+}
+
+/* A TCP socket of another network namespace can be attached and works. */
+TEST(tcp_socket_of_another_namespace)
+{
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), bpf = load_len_prefix_parser(), tcp[2];
+	int home = open("/proc/self/ns/net", O_RDONLY);
+	struct ifreq ifr = { .ifr_name = "lo" };
+	unsigned char buf[64], out[64];
+	size_t n = make_frame(buf, 6, 40);
+	struct pollfd p = { .fd = kcm, .events = POLLIN };
+	int s;
+
+	ASSERT_LE(0, kcm);
+	ASSERT_LE(0, home);
+	ASSERT_EQ(0, unshare(CLONE_NEWNET));
+	s = socket(AF_INET, SOCK_DGRAM, 0);
+	ASSERT_EQ(0, ioctl(s, SIOCGIFFLAGS, &ifr));
+	ifr.ifr_flags |= IFF_UP;
+	ASSERT_EQ(0, ioctl(s, SIOCSIFFLAGS, &ifr));
+	close(s);
+	ASSERT_EQ(0, tcp_pair(AF_INET, tcp));
+	ASSERT_EQ(0, setns(home, CLONE_NEWNET));
+	close(home);
+	/* net/kcm has no namespace check either: the multiplexor is the KCM socket's. */
+	ASSERT_EQ(0, kcm_attach(kcm, tcp[0], bpf));
+	ASSERT_EQ(0, write_all(tcp[1], buf, n));
+	ASSERT_EQ(1, poll(&p, 1, 5000));
+	EXPECT_EQ(n, recv(kcm, out, sizeof(out), 0));
+	EXPECT_TRUE(check_frame(out, n, 6));
+	ASSERT_EQ(n, send(kcm, buf, n, 0));
+	ASSERT_EQ(0, read_all(tcp[1], out, n));
+	EXPECT_TRUE(check_frame(out, n, 6));
+	/* The other namespace goes away with its last socket, in either order. */
+	close(tcp[1]);
+	close(tcp[0]);
+	close(kcm);
+	close(bpf);
+}
+
+TEST_HARNESS_MAIN

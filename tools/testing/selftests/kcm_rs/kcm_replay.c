@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Deterministic replays of the classes of bugs syzbot found in net/kcm:
+ * release racing unattach and the transmit work, parent and clone closed in
+ * either order with messages queued, two threads building one SOCK_SEQPACKET
+ * message (CVE-2024-44946), a copy fault in the middle of a message, requeue
+ * (KCM_RECV_DISABLE) racing recv, splice with SPLICE_F_NONBLOCK taken as
+ * MSG_PEEK, and unattach while a message is being written. Each asserts the
+ * behaviour, and the run's kernel log must stay clean.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include "kselftest_harness.h"
+#include "kcm_util.h"
+
+/* A multiplexor of @type with one connection attached: fds kcm, tcp[0] (attached), tcp[1]. */
+struct conn {
+	int kcm, bpf, tcp[2];
+};
+
+static int conn_open(struct conn *c, int type)
+{
+	c->bpf = load_len_prefix_parser();
+	c->kcm = socket(AF_KCM, type, 0);
+	if (c->bpf < 0 || c->kcm < 0 || tcp_pair(AF_INET, c->tcp))
+		return -1;
+	return kcm_attach(c->kcm, c->tcp[0], c->bpf);
+}
+
+/* Small buffers on the connection, so that a large send blocks half way. */
+static void conn_shrink(struct conn *c)
+{
+	int small = 16384;
+
+	setsockopt(c->tcp[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(c->tcp[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+}
+
+static void conn_close(struct conn *c)
+{
+	close(c->kcm);
+	close(c->tcp[0]);
+	close(c->tcp[1]);
+	close(c->bpf);
+}
+
+struct race {
+	pthread_barrier_t *go;
+	int fd, other;
+	int result;
+};
+
+static void *race_close(void *arg)
+{
+	struct race *r = arg;
+
+	pthread_barrier_wait(r->go);
+	r->result = close(r->fd);
+	return NULL;
+}
+
+static void *race_unattach(void *arg)
+{
+	struct race *r = arg;
+
+	pthread_barrier_wait(r->go);
+	r->result = kcm_unattach(r->fd, r->other);
+	return NULL;
+}
+
+/* Closing KCM sockets and TCP sockets while another thread unattaches. */
+FIXTURE(slow) {
+	int unused;
+};
+
+FIXTURE_SETUP(slow)
+{
+}
+
+FIXTURE_TEARDOWN(slow)
+{
+}
+
+TEST_F_TIMEOUT(slow, release_races_unattach, 600)
+{
+	for (int i = 0; i < 60; i++) {
+		pthread_barrier_t go;
+		struct race a = { .go = &go }, b = { .go = &go };
+		pthread_t ta, tb;
+		struct conn c;
+		int clone;
+		unsigned char buf[64];
+		size_t n = make_frame(buf, i, 20);
+
+		ASSERT_EQ(0, conn_open(&c, SOCK_DGRAM));
+		clone = kcm_clone(c.kcm);
+		ASSERT_LE(0, clone);
+		/* A message in flight too. */
+		ASSERT_EQ(0, write_all(c.tcp[1], buf, n));
+		pthread_barrier_init(&go, NULL, 2);
+		a.fd = (i & 1) ? c.kcm : c.tcp[0];
+		b.fd = clone;
+		b.other = c.tcp[0];
+		pthread_create(&ta, NULL, race_close, &a);
+		pthread_create(&tb, NULL, race_unattach, &b);
+		pthread_join(ta, NULL);
+		pthread_join(tb, NULL);
+		EXPECT_EQ(0, a.result);
+		/* Unattach finds the socket, or its fd is already gone (EBADF), or
+		 * (closing the KCM socket) unattach found it first or the close did. */
+		EXPECT_TRUE(b.result == 0 || b.result == -EBADF || b.result == -ENOENT)
+			TH_LOG("unattach: %d", b.result);
+		close(clone);
+		if (i & 1)
+			close(c.tcp[0]);
+		else
+			close(c.kcm);
+		close(c.tcp[1]);
+		close(c.bpf);
+		pthread_barrier_destroy(&go);
+		if (i % 10 == 0)
+			TH_LOG("round %d", i);
+	}
+}
+
+/* Messages queued on a socket that closes move to its siblings, in either close order. */
+TEST(parent_and_clone_close_in_either_order)
+{
+	for (int order = 0; order < 2; order++) {
+		struct conn c;
+		int clone, survivor, closing;
+		unsigned char buf[256], out[256];
+
+		ASSERT_EQ(0, conn_open(&c, SOCK_DGRAM));
+		clone = kcm_clone(c.kcm);
+		ASSERT_LE(0, clone);
+		closing = order ? clone : c.kcm;
+		survivor = order ? c.kcm : clone;
+		/* Queue everything on the socket about to close. */
+		ASSERT_EQ(0, kcm_set_recv_disabled(survivor, 1));
+		for (int i = 0; i < 5; i++) {
+			size_t n = make_frame(buf, i, 100 + i);
+
+			ASSERT_EQ(0, write_all(c.tcp[1], buf, n));
+		}
+		usleep(300000);
+		ASSERT_EQ(0, kcm_set_recv_disabled(survivor, 0));
+		close(closing);
+		for (int i = 0; i < 5; i++) {
+			struct pollfd p = { .fd = survivor, .events = POLLIN };
+			ssize_t n;
+
+			ASSERT_EQ(1, poll(&p, 1, 5000)) TH_LOG("message %d never moved", i);
+			n = recv(survivor, out, sizeof(out), MSG_DONTWAIT);
+			ASSERT_EQ(104 + i, n);
+			EXPECT_TRUE(check_frame(out, n, i));
+		}
+		close(survivor);
+		close(c.tcp[0]);
+		close(c.tcp[1]);
+		close(c.bpf);
+	}
+}
+
+struct builder {
+	int fd, id, parts;
+};
+
+/* Sends parts of 100 bytes of one value; every fifth ends the message. */
+static void *build_parts(void *arg)
+{
+	struct builder *b = arg;
+	unsigned char part[100];
+
+	memset(part, 'A' + b->id, sizeof(part));
+	for (int i = 1; i <= b->parts; i++)
+		if (send(b->fd, part, sizeof(part), i % 5 ? 0 : MSG_EOR) != sizeof(part))
+			return (void *)1;
+	return NULL;
+}
+
+/*
+ * CVE-2024-44946: two threads build one SOCK_SEQPACKET message at once. Each
+ * send is appended whole; every byte sent reaches the peer once.
+ */
+TEST(two_threads_build_one_seqpacket_message)
+{
+	struct conn c;
+	pthread_t t[2];
+	struct builder b[2];
+	unsigned char *stream = malloc(1 << 20);
+	size_t have = 0, parts = 0;
+	void *ret;
+
+	ASSERT_EQ(0, conn_open(&c, SOCK_SEQPACKET));
+	for (int i = 0; i < 2; i++) {
+		b[i] = (struct builder){ .fd = c.kcm, .id = i, .parts = 400 };
+		pthread_create(&t[i], NULL, build_parts, &b[i]);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], &ret);
+		EXPECT_EQ(NULL, ret);
+	}
+	/* 800 parts of 100 bytes, no framing of their own: exactly 80000 bytes on the wire. */
+	while (have < 80000) {
+		struct pollfd p = { .fd = c.tcp[1], .events = POLLIN };
+		ssize_t n;
+
+		ASSERT_EQ(1, poll(&p, 1, 5000)) TH_LOG("%zu of 80000 bytes", have);
+		n = read(c.tcp[1], stream + have, (1 << 20) - have);
+		ASSERT_LT(0, n);
+		have += n;
+	}
+	usleep(100000);
+	EXPECT_EQ(-1, recv(c.tcp[1], stream + have, 1, MSG_DONTWAIT));
+	ASSERT_EQ(80000, have);
+	/* Every 100-byte block is one thread's part, never a mix. */
+	for (size_t i = 0; i < have; i += 100) {
+		size_t same = 1;
+
+		while (same < 100 && stream[i + same] == stream[i])
+			same++;
+		EXPECT_EQ(100, same) TH_LOG("part at %zu mixed", i);
+		parts++;
+	}
+	EXPECT_EQ(800, parts);
+	free(stream);
+	conn_close(&c);
+}
+
+/* A bad user pointer in the middle of a message: EFAULT, the message is as before. */
+TEST(copy_fault_in_the_middle_of_a_message)
+{
+	for (int type = SOCK_DGRAM; type <= SOCK_SEQPACKET; type += SOCK_SEQPACKET - SOCK_DGRAM) {
+		struct conn c;
+		unsigned char good[200], out[400];
+		unsigned char *page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct iovec iov[2] = { { good + 4, 50 }, { page, 50 } };
+		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+		int more = type == SOCK_DGRAM ? MSG_MORE : 0;
+		int end = type == SOCK_SEQPACKET ? MSG_EOR : 0;
+		size_t n = make_frame(good, 7, 150);
+
+		ASSERT_NE(MAP_FAILED, page);
+		ASSERT_EQ(0, conn_open(&c, type));
+		/* First part of the message. */
+		ASSERT_EQ(54, send(c.kcm, good, 54, more));
+		/* A part whose second half faults, then one that ends the message. */
+		errno = 0;
+		EXPECT_EQ(-1, sendmsg(c.kcm, &msg, more));
+		EXPECT_EQ(EFAULT, errno);
+		errno = 0;
+		iov[0].iov_base = good + 54;
+		iov[0].iov_len = n - 54;
+		iov[1].iov_len = 1;
+		EXPECT_EQ(-1, sendmsg(c.kcm, &msg, end));
+		EXPECT_EQ(EFAULT, errno);
+		/* The rest, correctly: the peer gets exactly the frame. */
+		ASSERT_EQ(n - 54, send(c.kcm, good + 54, n - 54, end));
+		ASSERT_EQ(0, read_all(c.tcp[1], out, n));
+		EXPECT_TRUE(check_frame(out, n, 7));
+		usleep(100000);
+		EXPECT_EQ(-1, recv(c.tcp[1], out, 1, MSG_DONTWAIT));
+
+		/* Receive into a bad buffer: EFAULT and the message stays queued. */
+		ASSERT_EQ(0, write_all(c.tcp[1], good, n));
+		{
+			struct pollfd p = { .fd = c.kcm, .events = POLLIN };
+
+			ASSERT_EQ(1, poll(&p, 1, 5000));
+		}
+		errno = 0;
+		EXPECT_EQ(-1, recv(c.kcm, page, 200, 0));
+		EXPECT_EQ(EFAULT, errno);
+		EXPECT_EQ(n, recv(c.kcm, out, sizeof(out), MSG_DONTWAIT));
+		EXPECT_TRUE(check_frame(out, n, 7));
+		munmap(page, 4096);
+		conn_close(&c);
+	}
+}
+
+struct toggler {
+	int fd, rounds;
+};
+
+static void *toggle(void *arg)
+{
+	struct toggler *t = arg;
+
+	for (int i = 0; i < t->rounds; i++) {
+		kcm_set_recv_disabled(t->fd, 1);
+		kcm_set_recv_disabled(t->fd, 0);
+	}
+	return NULL;
+}
+
+/* KCM_RECV_DISABLE moving a queue while its socket receives: each message once. */
+TEST(requeue_races_recv)
+{
+	struct conn c;
+	struct toggler tg;
+	pthread_t t;
+	int other, got = 0;
+	static unsigned char seen[3000];
+	unsigned char buf[128];
+
+	ASSERT_EQ(0, conn_open(&c, SOCK_DGRAM));
+	other = kcm_clone(c.kcm);
+	ASSERT_LE(0, other);
+	tg = (struct toggler){ .fd = c.kcm, .rounds = 20000 };
+	pthread_create(&t, NULL, toggle, &tg);
+	for (int i = 0; i < 3000; i++) {
+		size_t n = make_frame(buf, i, 4 + i % 50);
+
+		memcpy(buf + 4, &i, sizeof(i));
+		ASSERT_EQ(0, write_all(c.tcp[1], buf, n));
+	}
+	while (got < 3000) {
+		struct pollfd p[2] = { { .fd = c.kcm, .events = POLLIN },
+				       { .fd = other, .events = POLLIN } };
+
+		ASSERT_LT(0, poll(p, 2, 5000)) TH_LOG("%d of 3000", got);
+		for (int k = 0; k < 2; k++) {
+			ssize_t n = recv(p[k].fd, buf, sizeof(buf), MSG_DONTWAIT);
+			int id;
+
+			if (n < 0)
+				continue;
+			ASSERT_LE(8, n);
+			memcpy(&id, buf + 4, sizeof(id));
+			ASSERT_TRUE(id >= 0 && id < 3000);
+			EXPECT_EQ(0, seen[id]) TH_LOG("message %d twice", id);
+			seen[id] = 1;
+			got++;
+		}
+	}
+	pthread_join(t, NULL);
+	EXPECT_EQ(-1, recv(c.kcm, buf, sizeof(buf), MSG_DONTWAIT));
+	EXPECT_EQ(-1, recv(other, buf, sizeof(buf), MSG_DONTWAIT));
+	close(other);
+	conn_close(&c);
+}
+
+/* SPLICE_F_NONBLOCK consumes like a blocking splice (net/kcm once peeked instead). */
+TEST(nonblocking_splice_consumes)
+{
+	struct conn c;
+	unsigned char buf[300], out[300];
+	int pipefd[2];
+	size_t n = make_frame(buf, 3, 200);
+
+	ASSERT_EQ(0, conn_open(&c, SOCK_SEQPACKET));
+	ASSERT_EQ(0, pipe(pipefd));
+	ASSERT_EQ(0, write_all(c.tcp[1], buf, n));
+	{
+		struct pollfd p = { .fd = c.kcm, .events = POLLIN };
+
+		ASSERT_EQ(1, poll(&p, 1, 5000));
+	}
+	ASSERT_EQ(100, splice(c.kcm, NULL, pipefd[1], NULL, 100, SPLICE_F_NONBLOCK));
+	ASSERT_EQ(n - 100, splice(c.kcm, NULL, pipefd[1], NULL, 1000, SPLICE_F_NONBLOCK));
+	ASSERT_EQ(0, read_all(pipefd[0], out, n));
+	EXPECT_TRUE(check_frame(out, n, 3));
+	close(pipefd[0]);
+	close(pipefd[1]);
+	conn_close(&c);
+}
+
+/* Unattach while a message is being written: the socket comes back at a message end. */
+TEST(unattach_waits_for_the_message_being_written)
+{
+	static unsigned char big[1 << 21], out[1 << 21];
+	struct conn c;
+	int status;
+	size_t n = make_frame(big, 8, sizeof(big) - 4);
+	pid_t pid;
+
+	if (is_c_provider())
+		SKIP(return, "net/kcm leaves part of the message on the stream");
+	ASSERT_EQ(0, conn_open(&c, SOCK_DGRAM));
+	conn_shrink(&c);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		_exit(send(c.kcm, big, n, 0) == (ssize_t)n ? 0 : 1);
+	usleep(500000);
+	ASSERT_EQ(0, waitpid(pid, &status, WNOHANG)) TH_LOG("the send did not block");
+	pid_t reader = fork();
+
+	ASSERT_LE(0, reader);
+	if (reader == 0) {
+		/* Starts reading a moment after the unattach began. */
+		usleep(300000);
+		if (read_all(c.tcp[1], out, n) || !check_frame(out, n, 8))
+			_exit(1);
+		/* Then our own bytes, right after the message. */
+		if (read_all(c.tcp[1], out, 5) || memcmp(out, "mine!", 5))
+			_exit(2);
+		_exit(0);
+	}
+	ASSERT_EQ(0, kcm_unattach(c.kcm, c.tcp[0]));
+	/* The message is out whole before unattach returned. */
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_EQ(0, write_all(c.tcp[0], "mine!", 5));
+	ASSERT_EQ(reader, waitpid(reader, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		TH_LOG("peer reader exit %d", WEXITSTATUS(status));
+	conn_close(&c);
+}
+
+TEST_HARNESS_MAIN
