@@ -365,9 +365,10 @@ impl Psock {
         self.tx.lock().broken = true;
     }
 
-    /// Waits until no sender is writing a message on the stream (after [`Psock::stop`] no new
-    /// one starts), so that the application that unattached the socket finds it at a message
-    /// boundary and no byte of ours follows its own. A signal ends the wait early.
+    /// Waits until no sender is writing a message on the stream, so that the application that
+    /// unattached the socket finds it at a message boundary and no byte of ours follows its
+    /// own. After [`Psock::stop`] no new message starts: [`Psock::send_message`] checks
+    /// `broken` under the same lock. A signal ends the wait early.
     pub(crate) fn wait_tx_idle(&self) {
         let mut tx = self.tx.lock();
         while tx.writing {
@@ -409,7 +410,15 @@ impl Psock {
         limits: &SendLimits,
         timeo: &mut isize,
     ) -> core::result::Result<(), TxError> {
-        self.tx.lock().writing = true;
+        {
+            let mut tx = self.tx.lock();
+            // Unattached (or failed) since the reservation: `wait_tx_idle` may have returned
+            // already, so not a byte goes out here.
+            if tx.broken {
+                return Err(TxError::Broken);
+            }
+            tx.writing = true;
+        }
         let result = self.write_message(msg, limits, timeo);
         self.tx.lock().writing = false;
         self.tx_idle.notify_all();
