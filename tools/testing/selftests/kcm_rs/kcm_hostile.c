@@ -34,18 +34,6 @@ static int wait_so_error(int fd, int ms)
 	return 0;
 }
 
-/* A KCM socket with @tcp[0] attached with @bpf; @tcp[1] is the peer. */
-static int setup(int bpf, int tcp[2])
-{
-	int kcm = socket(AF_KCM, SOCK_DGRAM, 0);
-
-	if (kcm < 0 || bpf < 0 || tcp_pair(AF_INET, tcp))
-		return -1;
-	if (kcm_attach(kcm, tcp[0], bpf))
-		return -1;
-	return kcm;
-}
-
 struct verdict_case {
 	int verdict, err;
 };
@@ -64,19 +52,16 @@ TEST(parser_verdicts_that_break_the_stream)
 	unsigned char buf[64] = { 0 };
 
 	for (int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int tcp[2], bpf = load_const_parser(cases[i].verdict), kcm = setup(bpf, tcp);
+		struct kcm_conn c;
 
-		ASSERT_LE(0, kcm);
-		ASSERT_EQ(0, write_all(tcp[1], buf, sizeof(buf)));
-		EXPECT_EQ(cases[i].err, wait_so_error(tcp[0], 5000))
+		ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_const_parser(cases[i].verdict)));
+		ASSERT_EQ(0, write_all(c.tcp[1], buf, sizeof(buf)));
+		EXPECT_EQ(cases[i].err, wait_so_error(c.tcp[0], 5000))
 			TH_LOG("verdict %d", cases[i].verdict);
 		/* Nothing was delivered, and the socket is usable after unattach. */
-		EXPECT_EQ(-1, recv(kcm, buf, sizeof(buf), MSG_DONTWAIT));
-		EXPECT_EQ(0, kcm_unattach(kcm, tcp[0]));
-		close(kcm);
-		close(tcp[0]);
-		close(tcp[1]);
-		close(bpf);
+		EXPECT_EQ(-1, recv(c.kcm, buf, sizeof(buf), MSG_DONTWAIT));
+		EXPECT_EQ(0, kcm_unattach(c.kcm, c.tcp[0]));
+		kcm_conn_close(&c);
 	}
 }
 
@@ -84,24 +69,22 @@ TEST(parser_verdicts_that_break_the_stream)
 TEST(parser_returning_zero_forever)
 {
 	static unsigned char buf[1 << 16];
-	int tcp[2], bpf = load_const_parser(0), kcm = setup(bpf, tcp), err = 0;
+	struct kcm_conn c;
+	int err = 0;
 
-	ASSERT_LE(0, kcm);
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_const_parser(0)));
 	/* Write until the error shows (the peer may block once the window closes). */
-	fcntl(tcp[1], F_SETFL, O_NONBLOCK);
+	fcntl(c.tcp[1], F_SETFL, O_NONBLOCK);
 	for (int i = 0; i < 400 && !err; i++) {
-		if (write(tcp[1], buf, sizeof(buf)) < 0 && errno != EAGAIN)
+		if (write(c.tcp[1], buf, sizeof(buf)) < 0 && errno != EAGAIN)
 			break;
-		err = wait_so_error(tcp[0], 20);
+		err = wait_so_error(c.tcp[0], 20);
 	}
 	if (!err)
-		err = wait_so_error(tcp[0], 5000);
+		err = wait_so_error(c.tcp[0], 5000);
 	EXPECT_EQ(EMSGSIZE, err);
-	EXPECT_EQ(-1, recv(kcm, buf, sizeof(buf), MSG_DONTWAIT));
-	close(kcm);
-	close(tcp[0]);
-	close(tcp[1]);
-	close(bpf);
+	EXPECT_EQ(-1, recv(c.kcm, buf, sizeof(buf), MSG_DONTWAIT));
+	kcm_conn_close(&c);
 }
 
 /* Reads past the data (BPF_LD_ABS beyond the buffer ends the program with 0). */
@@ -114,37 +97,31 @@ TEST(parser_reading_past_the_data_times_out)
 	};
 	struct timeval tv = { .tv_usec = 300000 };
 	unsigned char buf[32] = { 0 };
-	int tcp[2], bpf = bpf_load(BPF_PROG_TYPE_SOCKET_FILTER, insns, 3), kcm = setup(bpf, tcp);
+	struct kcm_conn c;
 
-	ASSERT_LE(0, kcm);
-	ASSERT_EQ(0, setsockopt(tcp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
-	ASSERT_EQ(0, write_all(tcp[1], buf, sizeof(buf)));
-	EXPECT_EQ(ETIMEDOUT, wait_so_error(tcp[0], 5000));
-	close(kcm);
-	close(tcp[0]);
-	close(tcp[1]);
-	close(bpf);
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, bpf_load(BPF_PROG_TYPE_SOCKET_FILTER, insns, 3)));
+	ASSERT_EQ(0, setsockopt(c.tcp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	ASSERT_EQ(0, write_all(c.tcp[1], buf, sizeof(buf)));
+	EXPECT_EQ(ETIMEDOUT, wait_so_error(c.tcp[0], 5000));
+	kcm_conn_close(&c);
 }
 
 /* A length smaller than the header it read: messages of that length, no more. */
 TEST(parser_length_smaller_than_its_header)
 {
 	unsigned char out[16];
-	int tcp[2], bpf = load_const_parser(1), kcm = setup(bpf, tcp);
+	struct kcm_conn c;
 
-	ASSERT_LE(0, kcm);
-	ASSERT_EQ(0, write_all(tcp[1], "wxyz", 4));
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_const_parser(1)));
+	ASSERT_EQ(0, write_all(c.tcp[1], "wxyz", 4));
 	for (int i = 0; i < 4; i++) {
-		struct pollfd p = { .fd = kcm, .events = POLLIN };
+		struct pollfd p = { .fd = c.kcm, .events = POLLIN };
 
 		ASSERT_EQ(1, poll(&p, 1, 5000));
-		ASSERT_EQ(1, recv(kcm, out, sizeof(out), 0));
+		ASSERT_EQ(1, recv(c.kcm, out, sizeof(out), 0));
 		EXPECT_EQ("wxyz"[i], out[0]);
 	}
-	close(kcm);
-	close(tcp[0]);
-	close(tcp[1]);
-	close(bpf);
+	kcm_conn_close(&c);
 }
 
 /*
@@ -163,18 +140,15 @@ TEST(parser_length_inside_bytes_already_taken)
 		INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0),
 	};
 	unsigned char buf[80] = { 0 };
-	int tcp[2], bpf = bpf_load(BPF_PROG_TYPE_SOCKET_FILTER, insns, 6), kcm = setup(bpf, tcp);
+	struct kcm_conn c;
 
-	ASSERT_LE(0, kcm);
-	ASSERT_EQ(0, write_all(tcp[1], buf, sizeof(buf)));
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, bpf_load(BPF_PROG_TYPE_SOCKET_FILTER, insns, 6)));
+	ASSERT_EQ(0, write_all(c.tcp[1], buf, sizeof(buf)));
 	usleep(300000);
-	ASSERT_EQ(0, write_all(tcp[1], buf, sizeof(buf)));
-	EXPECT_EQ(EPROTO, wait_so_error(tcp[0], 5000));
-	EXPECT_EQ(-1, recv(kcm, buf, sizeof(buf), MSG_DONTWAIT));
-	close(kcm);
-	close(tcp[0]);
-	close(tcp[1]);
-	close(bpf);
+	ASSERT_EQ(0, write_all(c.tcp[1], buf, sizeof(buf)));
+	EXPECT_EQ(EPROTO, wait_so_error(c.tcp[0], 5000));
+	EXPECT_EQ(-1, recv(c.kcm, buf, sizeof(buf), MSG_DONTWAIT));
+	kcm_conn_close(&c);
 }
 
 /* ioctl arguments that run into an unmapped page: EFAULT, nothing attached or leaked. */

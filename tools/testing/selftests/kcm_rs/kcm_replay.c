@@ -22,35 +22,13 @@
 #include "kselftest_harness.h"
 #include "kcm_util.h"
 
-/* A multiplexor of @type with one connection attached: fds kcm, tcp[0] (attached), tcp[1]. */
-struct conn {
-	int kcm, bpf, tcp[2];
-};
-
-static int conn_open(struct conn *c, int type)
-{
-	c->bpf = load_len_prefix_parser();
-	c->kcm = socket(AF_KCM, type, 0);
-	if (c->bpf < 0 || c->kcm < 0 || tcp_pair(AF_INET, c->tcp))
-		return -1;
-	return kcm_attach(c->kcm, c->tcp[0], c->bpf);
-}
-
 /* Small buffers on the connection, so that a large send blocks half way. */
-static void conn_shrink(struct conn *c)
+static void conn_shrink(struct kcm_conn *c)
 {
 	int small = 16384;
 
 	setsockopt(c->tcp[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	setsockopt(c->tcp[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-}
-
-static void conn_close(struct conn *c)
-{
-	close(c->kcm);
-	close(c->tcp[0]);
-	close(c->tcp[1]);
-	close(c->bpf);
 }
 
 struct race {
@@ -96,12 +74,12 @@ TEST_F_TIMEOUT(slow, release_races_unattach, 600)
 		pthread_barrier_t go;
 		struct race a = { .go = &go }, b = { .go = &go };
 		pthread_t ta, tb;
-		struct conn c;
+		struct kcm_conn c;
 		int clone;
 		unsigned char buf[64];
 		size_t n = make_frame(buf, i, 20);
 
-		ASSERT_EQ(0, conn_open(&c, SOCK_DGRAM));
+		ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
 		clone = kcm_clone(c.kcm);
 		ASSERT_LE(0, clone);
 		/* A message in flight too. */
@@ -136,11 +114,11 @@ TEST_F_TIMEOUT(slow, release_races_unattach, 600)
 TEST(parent_and_clone_close_in_either_order)
 {
 	for (int order = 0; order < 2; order++) {
-		struct conn c;
+		struct kcm_conn c;
 		int clone, survivor, closing;
 		unsigned char buf[256], out[256];
 
-		ASSERT_EQ(0, conn_open(&c, SOCK_DGRAM));
+		ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
 		clone = kcm_clone(c.kcm);
 		ASSERT_LE(0, clone);
 		closing = order ? clone : c.kcm;
@@ -194,14 +172,14 @@ static void *build_parts(void *arg)
  */
 TEST(two_threads_build_one_seqpacket_message)
 {
-	struct conn c;
+	struct kcm_conn c;
 	pthread_t t[2];
 	struct builder b[2];
 	unsigned char *stream = malloc(1 << 20);
 	size_t have = 0, parts = 0;
 	void *ret;
 
-	ASSERT_EQ(0, conn_open(&c, SOCK_SEQPACKET));
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_SEQPACKET, load_len_prefix_parser()));
 	for (int i = 0; i < 2; i++) {
 		b[i] = (struct builder){ .fd = c.kcm, .id = i, .parts = 400 };
 		pthread_create(&t[i], NULL, build_parts, &b[i]);
@@ -234,14 +212,14 @@ TEST(two_threads_build_one_seqpacket_message)
 	}
 	EXPECT_EQ(800, parts);
 	free(stream);
-	conn_close(&c);
+	kcm_conn_close(&c);
 }
 
 /* A bad user pointer in the middle of a message: EFAULT, the message is as before. */
 TEST(copy_fault_in_the_middle_of_a_message)
 {
 	for (int type = SOCK_DGRAM; type <= SOCK_SEQPACKET; type += SOCK_SEQPACKET - SOCK_DGRAM) {
-		struct conn c;
+		struct kcm_conn c;
 		unsigned char good[200], out[400];
 		unsigned char *page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		struct iovec iov[2] = { { good + 4, 50 }, { page, 50 } };
@@ -251,7 +229,7 @@ TEST(copy_fault_in_the_middle_of_a_message)
 		size_t n = make_frame(good, 7, 150);
 
 		ASSERT_NE(MAP_FAILED, page);
-		ASSERT_EQ(0, conn_open(&c, type));
+		ASSERT_EQ(0, kcm_conn_open(&c, type, load_len_prefix_parser()));
 		/* First part of the message. */
 		ASSERT_EQ(54, send(c.kcm, good, 54, more));
 		/* A part whose second half faults, then one that ends the message. */
@@ -284,7 +262,7 @@ TEST(copy_fault_in_the_middle_of_a_message)
 		EXPECT_EQ(n, recv(c.kcm, out, sizeof(out), MSG_DONTWAIT));
 		EXPECT_TRUE(check_frame(out, n, 7));
 		munmap(page, 4096);
-		conn_close(&c);
+		kcm_conn_close(&c);
 	}
 }
 
@@ -306,14 +284,14 @@ static void *toggle(void *arg)
 /* KCM_RECV_DISABLE moving a queue while its socket receives: each message once. */
 TEST(requeue_races_recv)
 {
-	struct conn c;
+	struct kcm_conn c;
 	struct toggler tg;
 	pthread_t t;
 	int other, got = 0;
 	static unsigned char seen[3000];
 	unsigned char buf[128];
 
-	ASSERT_EQ(0, conn_open(&c, SOCK_DGRAM));
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
 	other = kcm_clone(c.kcm);
 	ASSERT_LE(0, other);
 	tg = (struct toggler){ .fd = c.kcm, .rounds = 20000 };
@@ -347,18 +325,18 @@ TEST(requeue_races_recv)
 	EXPECT_EQ(-1, recv(c.kcm, buf, sizeof(buf), MSG_DONTWAIT));
 	EXPECT_EQ(-1, recv(other, buf, sizeof(buf), MSG_DONTWAIT));
 	close(other);
-	conn_close(&c);
+	kcm_conn_close(&c);
 }
 
 /* SPLICE_F_NONBLOCK consumes like a blocking splice (net/kcm once peeked instead). */
 TEST(nonblocking_splice_consumes)
 {
-	struct conn c;
+	struct kcm_conn c;
 	unsigned char buf[300], out[300];
 	int pipefd[2];
 	size_t n = make_frame(buf, 3, 200);
 
-	ASSERT_EQ(0, conn_open(&c, SOCK_SEQPACKET));
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_SEQPACKET, load_len_prefix_parser()));
 	ASSERT_EQ(0, pipe(pipefd));
 	ASSERT_EQ(0, write_all(c.tcp[1], buf, n));
 	{
@@ -372,21 +350,21 @@ TEST(nonblocking_splice_consumes)
 	EXPECT_TRUE(check_frame(out, n, 3));
 	close(pipefd[0]);
 	close(pipefd[1]);
-	conn_close(&c);
+	kcm_conn_close(&c);
 }
 
 /* Unattach while a message is being written: the socket comes back at a message end. */
 TEST(unattach_waits_for_the_message_being_written)
 {
 	static unsigned char big[1 << 21], out[1 << 21];
-	struct conn c;
+	struct kcm_conn c;
 	int status;
 	size_t n = make_frame(big, 8, sizeof(big) - 4);
 	pid_t pid;
 
 	if (is_c_provider())
 		SKIP(return, "net/kcm leaves part of the message on the stream");
-	ASSERT_EQ(0, conn_open(&c, SOCK_DGRAM));
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
 	conn_shrink(&c);
 	pid = fork();
 	ASSERT_LE(0, pid);
@@ -415,7 +393,7 @@ TEST(unattach_waits_for_the_message_being_written)
 	ASSERT_EQ(reader, waitpid(reader, &status, 0));
 	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		TH_LOG("peer reader exit %d", WEXITSTATUS(status));
-	conn_close(&c);
+	kcm_conn_close(&c);
 }
 
 TEST_HARNESS_MAIN

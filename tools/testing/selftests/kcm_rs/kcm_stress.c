@@ -57,7 +57,6 @@ struct stress;
 
 struct slot {
 	struct stress *st;
-	int index;
 	int kcm_end, peer_end;	/* kcm_end attached; peer_end writes and reads */
 	uint32_t stream;
 	pthread_t writer, peer_reader;

@@ -209,6 +209,32 @@ static inline int kcm_unattach(int kcm, int fd)
 	return ioctl(kcm, SIOCKCMUNATTACH, &u) ? -errno : 0;
 }
 
+/*
+ * A KCM socket of @type with the client end of a new loopback TCP pair
+ * attached with @bpf: tcp[0] is attached, tcp[1] is the peer. The connection
+ * owns @bpf (kcm_conn_close closes it). 0, or -1 / -errno on failure.
+ */
+struct kcm_conn {
+	int kcm, bpf, tcp[2];
+};
+
+static inline int kcm_conn_open(struct kcm_conn *c, int type, int bpf)
+{
+	c->bpf = bpf;
+	c->kcm = socket(AF_KCM, type, 0);
+	if (c->bpf < 0 || c->kcm < 0 || tcp_pair(AF_INET, c->tcp))
+		return -1;
+	return kcm_attach(c->kcm, c->tcp[0], c->bpf);
+}
+
+static inline void kcm_conn_close(struct kcm_conn *c)
+{
+	close(c->kcm);
+	close(c->tcp[0]);
+	close(c->tcp[1]);
+	close(c->bpf);
+}
+
 /* Writes all of buf (blocking); -1 on error. */
 static inline int write_all(int fd, const void *buf, size_t len)
 {
