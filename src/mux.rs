@@ -92,8 +92,12 @@ impl MuxState {
         }
     }
 
-    /// Keeps a message for the next member with room.
+    /// Keeps a message for the next member with room. A multiplexor that has ended has no
+    /// member any more: the message is dropped.
     fn hold(&mut self, msg: Skb) {
+        if self.closed {
+            return;
+        }
         // On allocation failure the message is dropped: there is no reader to report it to.
         let _ = self.held.push(msg, GFP_KERNEL);
     }
@@ -269,7 +273,9 @@ impl Mux {
                 return Ok(());
             }
         }
-        if !st.rx_stalled.iter().any(|p| Arc::ptr_eq(p, psock)) {
+        // Once ended, the multiplexor keeps no psock: it would keep the multiplexor alive (the
+        // psock holds it) after `end` emptied `rx_stalled`, while the psock's work runs.
+        if !st.closed && !st.rx_stalled.iter().any(|p| Arc::ptr_eq(p, psock)) {
             // Room for every psock is reserved at attach.
             let _ = st.rx_stalled.push_within_capacity(psock.clone());
         }
