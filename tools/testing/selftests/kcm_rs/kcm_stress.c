@@ -424,7 +424,9 @@ static void slot_unattach_reattach(struct stress *st, struct slot *sl)
 		ssize_t n;
 
 		if (now_ms() > deadline) {
-			fail(st, "stream %u: sync frame never came after unattach", sl->stream);
+			fail(st, "stream %u: sync frame never came after unattach (%zu bytes read, "
+			     "%zu parsed, %s)", sl->stream, have, off,
+			     skipping ? "no whole message yet" : "messages found");
 			goto out;
 		}
 		if (poll(&p, 1, 1000) <= 0)
@@ -536,11 +538,14 @@ static void *churn_thread(void *arg)
 	struct stress *st = arg;
 	unsigned int seed = st->seed ^ 0xc0ffee;
 
-	while (!atomic_load(&st->stop_churn) && !atomic_load(&st->errors)) {
+	/* Two unattach-and-reattach rounds, then a retirement, over and over: each kind
+	 * happens in every run, whatever the seed. */
+	for (unsigned int op = 0; !atomic_load(&st->stop_churn) && !atomic_load(&st->errors);
+	     op++) {
 		struct slot *sl = &st->slots[rand_r(&seed) % NSLOTS];
 
 		usleep(20000 + rand_r(&seed) % 80000);
-		if (rand_r(&seed) % 3)
+		if (op % 3 != 2)
 			slot_unattach_reattach(st, sl);
 		else
 			slot_retire(st, sl);
