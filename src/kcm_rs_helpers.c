@@ -70,10 +70,48 @@ int kcmrs_sk_protocol(const struct sock *sk)
 	return sk->sk_protocol;
 }
 
-/* An upper-layer protocol (kernel TLS, ...) owns the TCP socket's stream. */
-bool kcmrs_sk_has_ulp(const struct sock *sk)
+/*
+ * While a TCP socket is attached, its upper-layer-protocol slot holds this
+ * marker. TCP_ULP then fails with EEXIST, so kernel TLS cannot stack its
+ * callbacks over the psock's (and later hand them back after unattach or
+ * module unload); getsockopt(TCP_ULP) reads "kcm". The marker is never
+ * registered, so no user can ask for it by name. The module reference it
+ * holds is the one tcp_cleanup_ulp() would drop if the socket died attached.
+ */
+static const struct tcp_ulp_ops kcmrs_ulp_marker = {
+	.name = "kcm",
+	.owner = THIS_MODULE,
+};
+
+/* Under lock_sock: 0, -EALREADY when kcm-rs has it, -EOPNOTSUPP with another ULP. */
+int kcmrs_sk_claim_ulp_slot(struct sock *sk)
 {
-	return inet_csk(sk)->icsk_ulp_ops != NULL;
+	struct inet_connection_sock *icsk = inet_csk(sk);
+
+	if (icsk->icsk_ulp_ops == &kcmrs_ulp_marker)
+		return -EALREADY;
+	if (icsk->icsk_ulp_ops)
+		return -EOPNOTSUPP;
+	__module_get(THIS_MODULE);
+	icsk->icsk_ulp_ops = &kcmrs_ulp_marker;
+	return 0;
+}
+
+/* Under lock_sock: gives back a slot kcmrs_sk_claim_ulp_slot() took. */
+void kcmrs_sk_release_ulp_slot(struct sock *sk)
+{
+	struct inet_connection_sock *icsk = inet_csk(sk);
+
+	if (icsk->icsk_ulp_ops != &kcmrs_ulp_marker)
+		return;
+	icsk->icsk_ulp_ops = NULL;
+	module_put(THIS_MODULE);
+}
+
+/* Another file reference on a socket we hold one on. */
+void kcmrs_socket_get(struct socket *sock)
+{
+	get_file(sock->file);
 }
 
 int kcmrs_sk_type(const struct sock *sk)

@@ -115,15 +115,21 @@ impl KcmSock {
     pub(crate) fn attach(&self, fd: i32, bpf_fd: i32) -> Result {
         let stream = lookup_stream(fd)?;
         let prog = BpfProg::get_socket_filter(bpf_fd)?;
+        // Gives the ULP slot back if the attach fails once `stream` has moved into it.
+        let same_stream = stream.another_ref();
         {
-            let _guard = stream.lock();
-            // TCP over IPv4 or IPv6, connected or connecting; not a listener, not closed; no
-            // upper-layer protocol on it (net/kcm takes one, and parses its stream).
-            if !stream.is_tcp() || stream.is_listening_or_closed() || stream.has_ulp() {
+            let guard = stream.lock();
+            // TCP over IPv4 or IPv6, connected or connecting; not a listener, not closed.
+            if !stream.is_tcp() || stream.is_listening_or_closed() {
                 return Err(eopnotsupp());
             }
+            // No upper-layer protocol on it (net/kcm takes one, and parses its stream), and
+            // none can be set while it is attached.
+            stream.claim_ulp_slot(&guard)?;
         }
-        self.mux.attach(stream, prog)
+        self.mux
+            .attach(stream, prog)
+            .inspect_err(|_| same_stream.release_ulp_slot(&same_stream.lock()))
     }
 
     /// SIOCKCMUNATTACH: ENOENT unless `fd` is a socket attached to this multiplexor.

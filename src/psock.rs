@@ -352,9 +352,10 @@ impl Psock {
     /// Unattach: give the socket its callbacks back and stop receiving. Bytes not parsed yet
     /// stay in the socket; a whole message already taken out of it goes to the multiplexor.
     pub(crate) fn stop(self: &Arc<Self>) {
-        let _guard = self.stream.lock();
+        let guard = self.stream.lock();
         // The socket's reference on this psock comes back and goes.
         drop(self.stream.restore_callbacks());
+        self.stream.release_ulp_slot(&guard);
         let mut rx = self.rx.lock();
         rx.stopped = true;
         rx.framer = Framer::default();

@@ -89,11 +89,30 @@ impl StreamSocket {
             && kind == b::sock_type_SOCK_STREAM as i32
     }
 
-    /// An upper-layer protocol (kernel TLS, ...) owns the stream: its bytes are not the
-    /// application's messages. Only meaningful for a TCP socket ([`StreamSocket::is_tcp`]).
-    pub(crate) fn has_ulp(&self) -> bool {
-        // SAFETY: The sock is live by the type invariant, and a TCP sock.
-        unsafe { b::kcmrs_sk_has_ulp(self.sk()) }
+    /// Another handle on the same socket (one more file reference).
+    pub(crate) fn another_ref(&self) -> Self {
+        // SAFETY: The socket is live and we hold a file reference, so taking one more is fine.
+        unsafe { b::kcmrs_socket_get(self.sock.as_ptr()) };
+        // INVARIANT: The same live socket, with a file reference of its own.
+        Self {
+            sock: self.sock,
+            saved: Opaque::uninit(),
+        }
+    }
+
+    /// Marks the TCP socket as attached in its upper-layer-protocol slot, so that no ULP (kernel
+    /// TLS) can take over the stream while a psock reads it: TCP_ULP then gets EEXIST.
+    /// EALREADY when kcm-rs has the socket already, EOPNOTSUPP when a ULP owns the stream (its
+    /// bytes are not the application's messages). Only for a TCP socket ([`Self::is_tcp`]).
+    pub(crate) fn claim_ulp_slot(&self, _guard: &StreamGuard<'_>) -> Result {
+        // SAFETY: The sock is a live TCP sock, and its lock is held (`_guard`).
+        kernel::error::to_result(unsafe { b::kcmrs_sk_claim_ulp_slot(self.sk()) })
+    }
+
+    /// Gives back the slot [`Self::claim_ulp_slot`] took (nothing if it is not ours).
+    pub(crate) fn release_ulp_slot(&self, _guard: &StreamGuard<'_>) {
+        // SAFETY: The sock is a live TCP sock, and its lock is held (`_guard`).
+        unsafe { b::kcmrs_sk_release_ulp_slot(self.sk()) };
     }
 
     fn state(&self) -> u32 {

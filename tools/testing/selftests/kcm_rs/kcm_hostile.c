@@ -252,7 +252,8 @@ TEST(sockmap_and_kcm_exclude_each_other)
 	ASSERT_EQ(0, sockmap_add(map, a[0]));
 	EXPECT_EQ(-EALREADY, kcm_attach(kcm, a[0], bpf));
 	ASSERT_EQ(0, kcm_attach(kcm, b[0], bpf));
-	EXPECT_EQ(-EBUSY, sockmap_add(map, b[0]));
+	/* kcm-rs holds the socket's ULP slot while attached (sockmap: EINVAL). */
+	EXPECT_EQ(is_c_provider() ? -EBUSY : -EINVAL, sockmap_add(map, b[0]));
 	/* The psock still works. */
 	ASSERT_EQ(0, write_all(b[1], buf, n));
 	ASSERT_EQ(1, poll(&p, 1, 5000));
@@ -278,6 +279,52 @@ TEST(socket_with_a_ulp_is_refused)
 	if (is_c_provider())
 		SKIP(return, "net/kcm attaches it and parses the ULP's stream");
 	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, tcp[0], bpf));
+	close(kcm);
+	close(tcp[0]);
+	close(tcp[1]);
+	close(bpf);
+}
+
+/*
+ * While attached, no ULP can be stacked over the psock (TLS would take its
+ * callbacks and hand them back after unattach); after unattach it can.
+ */
+TEST(no_ulp_while_attached)
+{
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), bpf = load_len_prefix_parser(), tcp[2];
+	int other = socket(AF_KCM, SOCK_DGRAM, 0);
+	unsigned char buf[64], out[64];
+	size_t n = make_frame(buf, 3, 20);
+	char name[32] = "";
+	socklen_t len = sizeof(name);
+
+	ASSERT_LE(0, kcm);
+	ASSERT_EQ(0, tcp_pair(AF_INET, tcp));
+	ASSERT_EQ(0, kcm_attach(kcm, tcp[0], bpf));
+	if (is_c_provider())
+		SKIP(goto out, "net/kcm lets a ULP take over an attached socket");
+	EXPECT_EQ(-1, setsockopt(tcp[0], IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")));
+	EXPECT_EQ(EEXIST, errno);
+	ASSERT_EQ(0, getsockopt(tcp[0], IPPROTO_TCP, TCP_ULP, name, &len));
+	EXPECT_STREQ("kcm", name);
+	/* The socket cannot become a listener while attached either. */
+	EXPECT_EQ(-1, listen(tcp[0], 1));
+	/* The psock still works. */
+	ASSERT_EQ(0, write_all(tcp[1], buf, n));
+	EXPECT_EQ(n, recv(kcm, out, sizeof(out), 0));
+	/* Attached twice: EALREADY, as net/kcm, also on another multiplexor. */
+	ASSERT_LE(0, other);
+	EXPECT_EQ(-EALREADY, kcm_attach(kcm, tcp[0], bpf));
+	EXPECT_EQ(-EALREADY, kcm_attach(other, tcp[0], bpf));
+	ASSERT_EQ(0, kcm_unattach(kcm, tcp[0]));
+	len = sizeof(name);
+	ASSERT_EQ(0, getsockopt(tcp[0], IPPROTO_TCP, TCP_ULP, name, &len));
+	EXPECT_EQ(0, len);
+	if (setsockopt(tcp[0], IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")))
+		SKIP(goto out, "no TLS ULP: %s", strerror(errno));
+	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, tcp[0], bpf));
+out:
+	close(other);
 	close(kcm);
 	close(tcp[0]);
 	close(tcp[1]);

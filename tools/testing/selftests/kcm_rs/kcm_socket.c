@@ -360,6 +360,108 @@ TEST(unprivileged_user_creates_and_clones)
 	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
+/* Passes @fd over the UNIX socket @via (SCM_RIGHTS). */
+static int send_fd(int via, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, byte = 'f';
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	return sendmsg(via, &mh, 0) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int via)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 }, byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+	int fd;
+
+	if (recvmsg(via, &mh, 0) != 1 || !(cm = CMSG_FIRSTHDR(&mh)) || cm->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	return fd;
+}
+
+/*
+ * An unprivileged user attaches exactly what it holds descriptors for: its own
+ * TCP socket, a program it was handed, a root-owned socket passed to it over
+ * SCM_RIGHTS; a descriptor it does not hold (root's, closed in the child) is
+ * ENOENT, and a program descriptor it does not hold is EBADF (net/kcm's errnos).
+ */
+TEST(unprivileged_user_attaches_what_it_holds)
+{
+	int prog = load_len_prefix_parser(), roots[2], via[2], status;
+	pid_t pid;
+
+	ASSERT_LE(0, prog);
+	ASSERT_EQ(0, tcp_pair(AF_INET, roots));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_DGRAM, 0, via));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		unsigned char msg[64], out[64];
+		size_t n = make_frame(msg, 5, 30);
+		int kcm, mine[2], passed, unused_prog, p[2];
+
+		close(via[0]);
+		/* Root's socket's number now names a pipe here: the socket is not held. */
+		if (pipe(p) || dup2(p[0], roots[0]) != roots[0])
+			_exit(9);
+		if (setgid(65534) || setuid(65534))
+			_exit(10);
+		kcm = socket(AF_KCM, SOCK_SEQPACKET, 0);
+		if (kcm < 0 || tcp_pair(AF_INET, mine))
+			_exit(11);
+		if (kcm_attach(kcm, roots[0], prog) != -ENOENT)
+			_exit(12);
+		unused_prog = dup(prog);
+		close(unused_prog);
+		if (kcm_attach(kcm, mine[0], unused_prog) != -EBADF)
+			_exit(13);
+		if (kcm_attach(kcm, mine[0], prog))
+			_exit(14);
+		if (write_all(mine[1], msg, n) || recv(kcm, out, sizeof(out), 0) != (ssize_t)n ||
+		    memcmp(msg, out, n))
+			_exit(15);
+		if (send(kcm, msg, n, MSG_EOR) != (ssize_t)n || read_all(mine[1], out, n) ||
+		    memcmp(msg, out, n))
+			_exit(16);
+		/* Root's socket, once it is passed over: held now, so it attaches. */
+		if (write(via[1], "?", 1) != 1)
+			_exit(17);
+		passed = recv_fd(via[1]);
+		if (passed < 0 || kcm_attach(kcm, passed, prog))
+			_exit(18);
+		if (kcm_unattach(kcm, passed) || kcm_unattach(kcm, mine[0]))
+			_exit(19);
+		close(kcm);
+		_exit(0);
+	}
+	close(via[1]);
+	{
+		char c;
+
+		ASSERT_EQ(1, read(via[0], &c, 1));
+		ASSERT_EQ(0, send_fd(via[0], roots[0]));
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	close(via[0]);
+	close(roots[0]);
+	close(roots[1]);
+	close(prog);
+}
+
 TEST(network_namespaces)
 {
 	for (int round = 0; round < 8; round++) {
