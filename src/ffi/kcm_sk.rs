@@ -114,23 +114,30 @@ impl KcmSk {
     /// Queues a whole message for the readers of this socket and wakes them.
     pub(crate) fn deliver(self, msg: Skb) {
         let skb = msg.into_raw();
-        // SAFETY: The sock is live; the buffer is ours and on no list. Orphaning drops the
-        // receive-memory charge of a socket it was requeued from; `skb_set_owner_r` charges
-        // this one, and the charge goes when the buffer is freed.
+        // SAFETY: The sock is live; the buffer is ours, on no list and charged to no socket
+        // (see `take_queued`). `skb_set_owner_r` charges this one, and the charge goes when the
+        // buffer is freed.
         unsafe {
-            b::kcmrs_skb_orphan(skb);
             b::kcmrs_skb_set_owner_r(skb, self.0);
             b::skb_queue_tail(self.queue(), skb);
             b::kcmrs_sk_data_ready(self.0);
         }
     }
 
-    /// Takes the message at the head of the queue (for requeueing it elsewhere).
+    /// Takes the message at the head of the queue (for requeueing it elsewhere). Its
+    /// receive-memory charge on this socket goes with it: the message may be held by the
+    /// multiplexor after this socket is freed.
     pub(crate) fn take_queued(self) -> Option<Skb> {
         // SAFETY: The queue of a live sock; `skb_dequeue` takes the queue lock.
         let skb = unsafe { b::kcmrs_skb_dequeue(self.queue()) };
-        // SAFETY: A dequeued buffer is ours, on no list.
-        (!skb.is_null()).then(|| unsafe { Skb::from_raw(skb) })
+        if skb.is_null() {
+            return None;
+        }
+        // SAFETY: A dequeued buffer is ours, on no list; orphaning it runs `sock_rfree` while
+        // this sock is live.
+        unsafe { b::kcmrs_skb_orphan(skb) };
+        // SAFETY: As above.
+        Some(unsafe { Skb::from_raw(skb) })
     }
 
     /// Takes the socket lock.

@@ -2,7 +2,8 @@
 /*
  * Deterministic replays of the classes of bugs syzbot found in net/kcm:
  * release racing unattach and the transmit work, parent and clone closed in
- * either order with messages queued, two threads building one SOCK_SEQPACKET
+ * either order with messages queued, messages held by the multiplexor after
+ * their socket closed, two threads building one SOCK_SEQPACKET
  * message (CVE-2024-44946), a copy fault in the middle of a message, requeue
  * (KCM_RECV_DISABLE) racing recv, splice with SPLICE_F_NONBLOCK taken as
  * MSG_PEEK, and unattach while a message is being written. Each asserts the
@@ -149,6 +150,46 @@ TEST(parent_and_clone_close_in_either_order)
 	}
 }
 
+/*
+ * Messages queued on a socket that closes while no other member can take
+ * them are held by the multiplexor; they must not stay charged to the closed
+ * socket (found by kcm_fuzz: sock_rfree on the freed sock when they moved on).
+ */
+TEST(held_messages_outlive_their_closed_socket)
+{
+	struct kcm_conn c;
+	unsigned char buf[256], out[256];
+	int clone;
+
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
+	clone = kcm_clone(c.kcm);
+	ASSERT_LE(0, clone);
+	ASSERT_EQ(0, kcm_set_recv_disabled(clone, 1));
+	for (int i = 0; i < 5; i++) {
+		size_t n = make_frame(buf, i, 100 + i);
+
+		ASSERT_EQ(0, write_all(c.tcp[1], buf, n));
+	}
+	usleep(300000);
+	/* The messages queued on c.kcm have nowhere to go: the multiplexor holds them. */
+	close(c.kcm);
+	usleep(100000);
+	ASSERT_EQ(0, kcm_set_recv_disabled(clone, 0));
+	for (int i = 0; i < 5; i++) {
+		struct pollfd p = { .fd = clone, .events = POLLIN };
+		ssize_t n;
+
+		ASSERT_EQ(1, poll(&p, 1, 5000)) TH_LOG("held message %d never came", i);
+		n = recv(clone, out, sizeof(out), MSG_DONTWAIT);
+		ASSERT_EQ(104 + i, n);
+		EXPECT_TRUE(check_frame(out, n, i));
+	}
+	close(clone);
+	close(c.tcp[0]);
+	close(c.tcp[1]);
+	close(c.bpf);
+}
+
 struct builder {
 	int fd, id, parts;
 };
@@ -251,11 +292,7 @@ TEST(copy_fault_in_the_middle_of_a_message)
 
 		/* Receive into a bad buffer: EFAULT and the message stays queued. */
 		ASSERT_EQ(0, write_all(c.tcp[1], good, n));
-		{
-			struct pollfd p = { .fd = c.kcm, .events = POLLIN };
-
-			ASSERT_EQ(1, poll(&p, 1, 5000));
-		}
+		ASSERT_EQ(1, wait_readable(c.kcm, 5000));
 		errno = 0;
 		EXPECT_EQ(-1, recv(c.kcm, page, 200, 0));
 		EXPECT_EQ(EFAULT, errno);
@@ -268,15 +305,22 @@ TEST(copy_fault_in_the_middle_of_a_message)
 
 struct toggler {
 	int fd, rounds;
+	volatile int done;
 };
 
+/*
+ * Each toggle moves the socket's whole queue (thousands of messages at first)
+ * under the multiplexor's lock: a short pause between toggles lets the reader
+ * in, so that both run interleaved until the reader is done.
+ */
 static void *toggle(void *arg)
 {
 	struct toggler *t = arg;
 
-	for (int i = 0; i < t->rounds; i++) {
+	for (int i = 0; i < t->rounds && !t->done; i++) {
 		kcm_set_recv_disabled(t->fd, 1);
 		kcm_set_recv_disabled(t->fd, 0);
+		usleep(100);
 	}
 	return NULL;
 }
@@ -321,6 +365,7 @@ TEST(requeue_races_recv)
 			got++;
 		}
 	}
+	tg.done = 1;
 	pthread_join(t, NULL);
 	EXPECT_EQ(-1, recv(c.kcm, buf, sizeof(buf), MSG_DONTWAIT));
 	EXPECT_EQ(-1, recv(other, buf, sizeof(buf), MSG_DONTWAIT));
@@ -339,11 +384,7 @@ TEST(nonblocking_splice_consumes)
 	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_SEQPACKET, load_len_prefix_parser()));
 	ASSERT_EQ(0, pipe(pipefd));
 	ASSERT_EQ(0, write_all(c.tcp[1], buf, n));
-	{
-		struct pollfd p = { .fd = c.kcm, .events = POLLIN };
-
-		ASSERT_EQ(1, poll(&p, 1, 5000));
-	}
+	ASSERT_EQ(1, wait_readable(c.kcm, 5000));
 	ASSERT_EQ(100, splice(c.kcm, NULL, pipefd[1], NULL, 100, SPLICE_F_NONBLOCK));
 	ASSERT_EQ(n - 100, splice(c.kcm, NULL, pipefd[1], NULL, 1000, SPLICE_F_NONBLOCK));
 	ASSERT_EQ(0, read_all(pipefd[0], out, n));

@@ -294,6 +294,14 @@ static inline int check_frame(const unsigned char *buf, size_t len, unsigned int
 	return 1;
 }
 
+/* poll(2) for POLLIN on one descriptor: 1 when readable, 0 on timeout. */
+static inline int wait_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, timeout_ms);
+}
+
 static inline int is_c_provider(void)
 {
 	const char *p = getenv("KCM_PROVIDER");
