@@ -4,10 +4,11 @@
 # "N passed, M failed". Exit status 0 only when nothing failed.
 # Usage: run_tests.sh [DIR]   (DIR holds the test programs; default: this dir)
 # KCM_TESTS: the programs to run (default: all); KCM_STRESS_SECONDS: how long
-# kcm_stress runs each variant (default 20).
+# kcm_stress runs each variant (default 20); KCM_FUZZ_SECONDS: how long kcm_fuzz
+# runs each of its two tests (default 15); KCM_FUZZ_SEED replays a fuzz run.
 dir=${1:-$(dirname "$0")}
 pass=0 fail=0
-for t in ${KCM_TESTS:-kcm_socket kcm_data kcm_hostile kcm_replay kcm_faults kcm_module kcm_stress}; do
+for t in ${KCM_TESTS:-kcm_socket kcm_data kcm_hostile kcm_replay kcm_faults kcm_module kcm_stress kcm_fuzz}; do
 	echo "# === $t (provider ${KCM_PROVIDER:-?})"
 	"$dir/$t" >/tmp/$t.tap 2>&1
 	rc=$?
