@@ -13,7 +13,9 @@
 //! 1. `lock_sock` of a KCM socket (`KcmSk::lock`): one reader, or a KCM_RECV_DISABLE change.
 //! 2. `lock_sock` of an attached TCP socket (`StreamSocket::lock`): its receive work, unattach.
 //! 3. `Psock::rx` (mutex): the psock's framer and held message.
-//! 4. `KcmSock::tx` (mutex): the message a socket is building; held while it is sent.
+//! 4. `KcmSock::tx` (mutex): the message a socket is building. Not held while it is sent: the
+//!    `sending` flag gives the sender the turn, and other senders wait for it on
+//!    `KcmSock::tx_turn` (interruptibly, within SO_SNDTIMEO).
 //! 5. `Mux::state` (mutex): members, psocks, held messages, stalled psocks.
 //! 6. `Psock::tx` (mutex): the psock's reservation and writing flags (unattach waits on
 //!    `Psock::tx_idle` with it until a message being written is finished).

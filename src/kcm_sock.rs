@@ -13,7 +13,7 @@ use crate::net_state::NetState;
 use crate::psock::{Psock, SendLimits, TxError};
 use crate::stats::SockStats;
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
 
 /// Options of level SOL_KCM.
 #[derive(Clone, Copy)]
@@ -47,6 +47,8 @@ struct KcmTx {
     pending: KVVec<u8>,
     /// The psock reserved by a batch of messages (MSG_BATCH), corked until the batch ends.
     batch: Option<Arc<Psock>>,
+    /// A sender is sending the message; `pending` and `batch` are its own until it is done.
+    sending: bool,
 }
 
 /// How a receive call wants its message.
@@ -66,6 +68,9 @@ pub(crate) struct KcmSock {
     /// Serialises the senders of this socket: one message is built at a time.
     #[pin]
     tx: Mutex<KcmTx>,
+    /// Signalled when a sender is done sending (`KcmTx::sending` cleared).
+    #[pin]
+    tx_turn: CondVar,
 }
 
 impl KcmSock {
@@ -102,9 +107,11 @@ impl KcmSock {
                     KcmTx {
                         pending: KVVec::new(),
                         batch: None,
+                        sending: false,
                     },
                     "KcmSock::tx"
                 ),
+                tx_turn <- kernel::new_condvar!("KcmSock::tx_turn"),
             }),
             GFP_KERNEL,
         )
@@ -233,7 +240,23 @@ impl KcmSock {
         };
         let batch = flags & b::MSG_BATCH != 0;
         let n = input.len();
+        let mut timeo = sndtimeo;
         let mut tx = self.tx.lock();
+        // Another sender's message is going out, which may take as long as the stream does
+        // not drain: wait for it interruptibly, within SO_SNDTIMEO, not on the mutex.
+        while tx.sending {
+            if nonblock || timeo <= 0 {
+                return Err(EAGAIN);
+            }
+            let wait = usize::try_from(timeo).unwrap_or(0);
+            match self.tx_turn.wait_interruptible_timeout(&mut tx, wait) {
+                CondVarTimeoutResult::Timeout => timeo = 0,
+                CondVarTimeoutResult::Woken { jiffies } => {
+                    timeo = isize::try_from(jiffies).unwrap_or(isize::MAX)
+                }
+                CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
+            }
+        }
         let before = tx.pending.len();
         tx.pending.resize(before + n, 0, GFP_KERNEL_ACCOUNT)?;
         if let Err(e) = input.copy_to(&mut tx.pending[before..]) {
@@ -243,27 +266,41 @@ impl KcmSock {
         if !ends_message {
             return Ok(n);
         }
-        let mut timeo = sndtimeo;
         let limits = SendLimits {
             nonblock,
             sndbuf: self.sk.sndbuf(),
         };
-        let result = if batch || tx.batch.is_some() {
-            self.send_batched(&mut tx, batch, &limits, &mut timeo)
-        } else {
-            self.mux.transmit(&tx.pending, &limits, &mut timeo)
+        // The message goes out without the mutex held; the next sender waits for the turn.
+        tx.sending = true;
+        let mut work = KcmTx {
+            pending: core::mem::take(&mut tx.pending),
+            batch: tx.batch.take(),
+            sending: true,
         };
-        match result {
+        drop(tx);
+        let result = if batch || work.batch.is_some() {
+            self.send_batched(&mut work, batch, &limits, &mut timeo)
+        } else {
+            self.mux.transmit(&work.pending, &limits, &mut timeo)
+        };
+        let ret = match result {
             Ok(()) => {
-                self.stats.tx.count(tx.pending.len());
-                tx.pending.clear();
+                self.stats.tx.count(work.pending.len());
+                work.pending.clear();
                 Ok(n)
             }
             Err(e) => {
-                tx.pending.truncate(before);
+                work.pending.truncate(before);
                 Err(e)
             }
-        }
+        };
+        let mut tx = self.tx.lock();
+        tx.pending = work.pending;
+        tx.batch = work.batch;
+        tx.sending = false;
+        drop(tx);
+        self.tx_turn.notify_all();
+        ret
     }
 
     /// Sends the pending message on the batch's psock; `more` keeps the batch open.

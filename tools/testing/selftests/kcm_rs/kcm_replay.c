@@ -6,8 +6,9 @@
  * their socket closed, two threads building one SOCK_SEQPACKET
  * message (CVE-2024-44946), a copy fault in the middle of a message, requeue
  * (KCM_RECV_DISABLE) racing recv, splice with SPLICE_F_NONBLOCK taken as
- * MSG_PEEK, and unattach while a message is being written. Each asserts the
- * behaviour, and the run's kernel log must stay clean.
+ * MSG_PEEK, unattach while a message is being written, a sender killed while
+ * it waits for buffer space, and a psock failing in the middle of a message.
+ * Each asserts the behaviour, and the run's kernel log must stay clean.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -435,6 +436,144 @@ TEST(unattach_waits_for_the_message_being_written)
 	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		TH_LOG("peer reader exit %d", WEXITSTATUS(status));
 	kcm_conn_close(&c);
+}
+
+/* Waits up to @ms for @pid to end; its status, or -1 if it is still running. */
+static int wait_exit(pid_t pid, int ms)
+{
+	int status;
+
+	for (int i = 0; i < ms / 10; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/*
+ * Senders killed while they wait: one in the middle of a message it is
+ * writing (the stream cannot take more), one before its message's first byte
+ * (the only psock is busy with another message). The killed senders end at
+ * once. The one killed before its first byte leaves nothing on the stream,
+ * and the other message still goes out whole; the one killed mid-message
+ * releases the last reference to its socket, which unattaches the
+ * connection, and the connection can be attached again.
+ */
+TEST(killed_while_waiting_for_buffer_space)
+{
+	static unsigned char big[1 << 21], out[1 << 21];
+	unsigned char small[100];
+	size_t n = make_frame(big, 1, sizeof(big) - 4), m = make_frame(small, 2, 50);
+	struct kcm_conn c;
+	int status, kcm;
+	pid_t writer, waiter;
+
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
+	conn_shrink(&c);
+	writer = fork();
+	ASSERT_LE(0, writer);
+	if (writer == 0) {
+		close(c.tcp[1]);
+		_exit(send(c.kcm, big, n, 0) == (ssize_t)n ? 0 : 1);
+	}
+	usleep(300000);
+	waiter = fork();
+	ASSERT_LE(0, waiter);
+	if (waiter == 0) {
+		close(c.tcp[1]);
+		send(c.kcm, small, m, 0);
+		_exit(2);
+	}
+	usleep(300000);
+	ASSERT_EQ(-1, wait_exit(writer, 0)) TH_LOG("the first send did not block");
+	ASSERT_EQ(-1, wait_exit(waiter, 0)) TH_LOG("the second send did not wait");
+	ASSERT_EQ(0, kill(waiter, SIGKILL));
+	status = wait_exit(waiter, 10000);
+	ASSERT_NE(-1, status) TH_LOG("the killed sender did not end");
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	/* The big message whole, then nothing: the killed sender wrote no byte. */
+	ASSERT_EQ(0, read_all(c.tcp[1], out, n));
+	EXPECT_TRUE(check_frame(out, n, 1));
+	status = wait_exit(writer, 10000);
+	EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	usleep(200000);
+	EXPECT_EQ(-1, recv(c.tcp[1], out, 1, MSG_DONTWAIT));
+
+	/* Killed mid-message, holding the last reference to the socket. */
+	writer = fork();
+	ASSERT_LE(0, writer);
+	if (writer == 0) {
+		close(c.tcp[1]);
+		_exit(send(c.kcm, big, n, 0) == (ssize_t)n ? 0 : 1);
+	}
+	usleep(500000);
+	ASSERT_EQ(-1, wait_exit(writer, 0)) TH_LOG("the send did not block");
+	close(c.kcm);
+	ASSERT_EQ(0, kill(writer, SIGKILL));
+	status = wait_exit(writer, 10000);
+	ASSERT_NE(-1, status) TH_LOG("the killed sender did not end");
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	/* Its socket is gone, so the connection is free for another multiplexor. */
+	kcm = socket(AF_KCM, SOCK_DGRAM, 0);
+	ASSERT_LE(0, kcm);
+	EXPECT_EQ(0, kcm_attach(kcm, c.tcp[0], c.bpf));
+	close(kcm);
+	close(c.tcp[0]);
+	close(c.tcp[1]);
+	close(c.bpf);
+}
+
+/*
+ * A connection reset while a message is being written on it: the message
+ * goes again, whole, on another psock of the multiplexor, and the send
+ * succeeds.
+ */
+TEST(psock_failing_mid_message_resends_elsewhere)
+{
+	static unsigned char big[1 << 21], out[1 << 21];
+	size_t n = make_frame(big, 5, sizeof(big) - 4);
+	struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+	struct kcm_conn c;
+	int other[2], failed, good, status, small = 16384, queued[2] = { 0, 0 };
+	pid_t pid;
+
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
+	conn_shrink(&c);
+	ASSERT_EQ(0, tcp_pair(AF_INET, other));
+	ASSERT_EQ(0, setsockopt(other[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)));
+	ASSERT_EQ(0, setsockopt(other[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)));
+	ASSERT_EQ(0, kcm_attach(c.kcm, other[0], c.bpf));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		/* The peers are the parent's alone: its close resets them. */
+		close(c.tcp[1]);
+		close(other[1]);
+		_exit(send(c.kcm, big, n, 0) == (ssize_t)n ? 0 : 1);
+	}
+	usleep(500000);
+	ASSERT_EQ(-1, wait_exit(pid, 0)) TH_LOG("the send did not block");
+	/* The peer that has bytes is the one being written: reset it. */
+	ioctl(c.tcp[1], FIONREAD, &queued[0]);
+	ioctl(other[1], FIONREAD, &queued[1]);
+	ASSERT_TRUE((queued[0] > 0) != (queued[1] > 0))
+		TH_LOG("queued %d and %d", queued[0], queued[1]);
+	failed = queued[0] > 0 ? c.tcp[1] : other[1];
+	good = queued[0] > 0 ? other[1] : c.tcp[1];
+	ASSERT_EQ(0, setsockopt(failed, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)));
+	close(failed);
+	/* The whole message, on the other connection. */
+	ASSERT_EQ(0, read_all(good, out, n));
+	EXPECT_TRUE(check_frame(out, n, 5));
+	status = wait_exit(pid, 10000);
+	ASSERT_NE(-1, status) TH_LOG("the send never ended");
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(good);
+	close(c.kcm);
+	close(c.tcp[0]);
+	close(other[0]);
+	close(c.bpf);
 }
 
 TEST_HARNESS_MAIN
