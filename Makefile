@@ -10,7 +10,7 @@
 #                   CONFIG_RUST; without it, the cached release kernel is
 #                   set up and built first)
 #   make check-c    the same selftests against the in-tree net/kcm module
-#   make soak       the stress test alone for SOAK_SECONDS (default 1800) per
+#   make soak       the stress test and the fuzzer for SOAK_SECONDS (default 1800) per
 #                   variant on the debug kernel
 #   make bench      throughput of kcm_rs.ko, the in-tree kcm.ko and user-space
 #                   framing in a VM (tools/bench.sh; not a test) ->

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 # make check (rs) / make check-c (c): the kcm-rs selftests in a VM on the
 # debug kernel (KASAN, lockdep, kmemleak, ...), against kcm_rs.ko or against
-# the in-tree net/kcm module. make soak (soak): only the stress test, for
-# SOAK_SECONDS (default 1800) per variant, against kcm_rs.ko. Host checks first: rustfmt, and a clippy build of
+# the in-tree net/kcm module. make soak (soak): only the stress test and the
+# fuzzer, for SOAK_SECONDS (default 1800) per variant and per fuzz test, against
+# kcm_rs.ko. Host checks first: rustfmt, and a clippy build of
 # the module that must be warning-free. Ends with one line
 # "check: N passed, M failed"; exit status 0 only when nothing failed.
 set -euo pipefail
@@ -14,9 +15,9 @@ guest_env=""
 if [ "$provider" = soak ]; then
 	provider=rs
 	soak=${SOAK_SECONDS:-1800}
-	guest_env="KCM_TESTS=kcm_stress KCM_STRESS_SECONDS=$soak"
+	guest_env="KCM_TESTS='kcm_stress kcm_fuzz' KCM_STRESS_SECONDS=$soak KCM_FUZZ_SECONDS=$soak"
 fi
-vm_timeout=$((2400 + 3 * ${soak:-0}))
+vm_timeout=$((2400 + 5 * ${soak:-0}))
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 
 "$here/setup.sh"
