@@ -82,13 +82,24 @@ impl MuxState {
     }
 
     /// Hands the messages queued on `sk` (closing, or out of steering) to the other members
-    /// that can take them, and holds the rest.
-    fn requeue_from(&mut self, sk: KcmSk) {
+    /// that can take them, and holds the rest. A SOCK_SEQPACKET message a reader of `sk` has
+    /// begun is not moved: another socket's reader would get its tail only. It stays on `sk`
+    /// when `sk` stays, and goes with it when it closes (`closing`).
+    fn requeue_from(&mut self, sk: KcmSk, closing: bool) {
+        let mut begun = None;
         while let Some(msg) = sk.take_queued() {
+            if msg.read_offset() > 0 {
+                begun = (!closing).then_some(msg);
+                continue;
+            }
             match self.pick_receiver() {
                 Some(other) => other.deliver(msg),
                 None => self.hold(msg),
             }
+        }
+        // The queue is empty and deliveries take the lock we hold: it goes back at the head.
+        if let Some(msg) = begun {
+            sk.deliver(msg);
         }
     }
 
@@ -205,7 +216,7 @@ impl Mux {
         let Ok(member) = st.members.remove(pos) else {
             return;
         };
-        st.requeue_from(member.sk);
+        st.requeue_from(member.sk, true);
         if st.members.is_empty() {
             self.end(st);
         }
@@ -247,7 +258,7 @@ impl Mux {
         st.members[pos].recv_disabled = disabled;
         if disabled {
             let sk = st.members[pos].sk;
-            st.requeue_from(sk);
+            st.requeue_from(sk, false);
         }
         drop(st);
         if !disabled {
