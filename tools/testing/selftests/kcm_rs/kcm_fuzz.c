@@ -394,20 +394,34 @@ static void op_peer_read(struct fuzzer *f)
 	trace(f, "peer drain %d", fd);
 }
 
-static int send_flags(struct fuzzer *f)
-{
-	int flags = one_in(f, 3) ? 0 : MSG_DONTWAIT;
+/* A flag and the odds (one in n) that a call gets it. */
+struct flag_odds {
+	int flag;
+	unsigned int one_in;
+};
 
-	if (one_in(f, 3))
-		flags |= MSG_MORE;
-	if (one_in(f, 3))
-		flags |= MSG_EOR;
-	if (one_in(f, 8))
-		flags |= MSG_BATCH;
+/* Flags drawn from @table (ended by a zero flag), and now and then any other bit. */
+static int random_flags(struct fuzzer *f, const struct flag_odds *table)
+{
+	int flags = 0;
+
+	for (; table->flag; table++)
+		if (one_in(f, table->one_in))
+			flags |= table->flag;
 	if (one_in(f, 16))
 		flags |= 1 << below(f, 31);
 	return flags;
 }
+
+static int send_flags(struct fuzzer *f)
+{
+	static const struct flag_odds odds[] = {
+		{ MSG_DONTWAIT, 2 }, { MSG_MORE, 3 }, { MSG_EOR, 3 }, { MSG_BATCH, 8 }, { 0, 0 },
+	};
+
+	return random_flags(f, odds);
+}
+
 
 /* Fills @iov with @n parts of f->buf (some parts bad pointers); returns the total length. */
 static size_t random_iov(struct fuzzer *f, struct iovec *iov, int n, size_t limit)
@@ -424,6 +438,17 @@ static size_t random_iov(struct fuzzer *f, struct iovec *iov, int n, size_t limi
 		total += len;
 	}
 	return total;
+}
+
+/* @n messages of one part each, at random places of f->buf (some bad pointers). */
+static void random_mmsg(struct fuzzer *f, struct mmsghdr *mm, struct iovec *iov, int n)
+{
+	memset(mm, 0, n * sizeof(*mm));
+	for (int i = 0; i < n; i++) {
+		random_iov(f, &iov[i], 1, 70000);
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+	}
 }
 
 static void op_send(struct fuzzer *f)
@@ -448,12 +473,7 @@ static void op_sendmmsg(struct fuzzer *f)
 	struct iovec iov[8];
 	int ret;
 
-	memset(mm, 0, sizeof(mm));
-	for (int i = 0; i < n; i++) {
-		random_iov(f, &iov[i], 1, 70000);
-		mm[i].msg_hdr.msg_iov = &iov[i];
-		mm[i].msg_hdr.msg_iovlen = 1;
-	}
+	random_mmsg(f, mm, iov, n);
 	ret = sendmmsg(kcm, mm, n, flags);
 	trace(f, "sendmmsg(%d, %d, %#x) = %d", kcm, n, flags, ret);
 	if (ret > 0)
@@ -464,17 +484,11 @@ static void op_sendmmsg(struct fuzzer *f)
 
 static int recv_flags(struct fuzzer *f)
 {
-	int flags = one_in(f, 3) ? 0 : MSG_DONTWAIT;
+	static const struct flag_odds odds[] = {
+		{ MSG_DONTWAIT, 2 }, { MSG_PEEK, 4 }, { MSG_TRUNC, 6 }, { MSG_WAITALL, 8 }, { 0, 0 },
+	};
 
-	if (one_in(f, 4))
-		flags |= MSG_PEEK;
-	if (one_in(f, 6))
-		flags |= MSG_TRUNC;
-	if (one_in(f, 8))
-		flags |= MSG_WAITALL;
-	if (one_in(f, 16))
-		flags |= 1 << below(f, 31);
-	return flags;
+	return random_flags(f, odds);
 }
 
 static void op_recv(struct fuzzer *f)
@@ -502,12 +516,7 @@ static void op_recvmmsg(struct fuzzer *f)
 	struct iovec iov[8];
 	int ret;
 
-	memset(mm, 0, sizeof(mm));
-	for (int i = 0; i < n; i++) {
-		random_iov(f, &iov[i], 1, 70000);
-		mm[i].msg_hdr.msg_iov = &iov[i];
-		mm[i].msg_hdr.msg_iovlen = 1;
-	}
+	random_mmsg(f, mm, iov, n);
 	ret = recvmmsg(kcm, mm, n, flags, one_in(f, 2) ? &ts : NULL);
 	trace(f, "recvmmsg(%d, %d, %#x) = %d", kcm, n, flags, ret);
 	if (ret > 0)

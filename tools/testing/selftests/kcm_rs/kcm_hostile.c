@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Hostile input: parsers that return nonsense, ioctl arguments that straddle
- * unmapped memory, and sockets that must not become psocks.
+ * unmapped memory, sockets that must not become psocks, and a million tiny
+ * messages.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -367,6 +369,90 @@ TEST(tcp_socket_of_another_namespace)
 	close(tcp[0]);
 	close(kcm);
 	close(bpf);
+}
+
+#define TINY_MESSAGES 1000000
+
+/* Message i: a 4-byte length and i % 4 payload bytes of value i & 0xff. */
+static size_t tiny_frame(unsigned char *p, unsigned int i)
+{
+	uint32_t be = htonl(i % 4);
+
+	memcpy(p, &be, 4);
+	memset(p + 4, i & 0xff, i % 4);
+	return 4 + i % 4;
+}
+
+static void *write_tiny(void *arg)
+{
+	static unsigned char chunk[65536];
+	int peer = *(int *)arg;
+	unsigned int i = 0;
+
+	while (i < TINY_MESSAGES) {
+		size_t len = 0;
+
+		while (i < TINY_MESSAGES && len + 8 <= sizeof(chunk))
+			len += tiny_frame(chunk + len, i++);
+		if (write_all(peer, chunk, len))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+/* A million messages of 4 to 7 bytes, in order and intact, taken 256 at a time. */
+FIXTURE(long_run) {
+	int unused;
+};
+
+FIXTURE_SETUP(long_run)
+{
+}
+
+FIXTURE_TEARDOWN(long_run)
+{
+}
+
+TEST_F_TIMEOUT(long_run, a_million_tiny_messages, 900)
+{
+	static unsigned char bufs[256][16];
+	struct mmsghdr mm[256];
+	struct iovec iov[256];
+	struct kcm_conn c;
+	unsigned int got = 0;
+	pthread_t writer;
+	void *wrote;
+
+	if (is_c_provider())
+		SKIP(return, "net/kcm mis-frames messages that do not start a segment");
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
+	for (int k = 0; k < 256; k++) {
+		iov[k] = (struct iovec){ .iov_base = bufs[k], .iov_len = sizeof(bufs[k]) };
+		memset(&mm[k], 0, sizeof(mm[k]));
+		mm[k].msg_hdr.msg_iov = &iov[k];
+		mm[k].msg_hdr.msg_iovlen = 1;
+	}
+	ASSERT_EQ(0, pthread_create(&writer, NULL, write_tiny, &c.tcp[1]));
+	while (got < TINY_MESSAGES) {
+		int n;
+
+		ASSERT_EQ(1, wait_readable(c.kcm, 10000)) TH_LOG("stuck after %u messages", got);
+		n = recvmmsg(c.kcm, mm, 256, MSG_DONTWAIT, NULL);
+		if (n < 0 && errno == EAGAIN)
+			continue;
+		ASSERT_LT(0, n) TH_LOG("recvmmsg: %s", strerror(errno));
+		for (int k = 0; k < n; k++, got++) {
+			unsigned char want[8];
+			size_t len = tiny_frame(want, got);
+
+			ASSERT_EQ(len, mm[k].msg_len) TH_LOG("message %u", got);
+			ASSERT_EQ(0, memcmp(want, bufs[k], len)) TH_LOG("message %u", got);
+		}
+	}
+	ASSERT_EQ(0, pthread_join(writer, &wrote));
+	EXPECT_EQ(NULL, wrote);
+	EXPECT_EQ(-1, recv(c.kcm, bufs[0], sizeof(bufs[0]), MSG_DONTWAIT));
+	kcm_conn_close(&c);
 }
 
 TEST_HARNESS_MAIN

@@ -112,13 +112,40 @@ TEST_F_TIMEOUT(slow, release_races_unattach, 600)
 	}
 }
 
+/* The peer writes frames 0..n-1 with payloads of 100 + i bytes. */
+static int write_numbered(int peer, int n)
+{
+	unsigned char buf[256];
+
+	for (int i = 0; i < n; i++)
+		if (write_all(peer, buf, make_frame(buf, i, 100 + i)))
+			return -1;
+	return 0;
+}
+
+/* Frames 0..n-1 arrive on @fd, in order and intact: -1 when one does not. */
+static int read_numbered(int fd, int n)
+{
+	unsigned char out[256];
+
+	for (int i = 0; i < n; i++) {
+		ssize_t len;
+
+		if (wait_readable(fd, 5000) != 1)
+			return -1;
+		len = recv(fd, out, sizeof(out), MSG_DONTWAIT);
+		if (len != 104 + i || !check_frame(out, len, i))
+			return -1;
+	}
+	return 0;
+}
+
 /* Messages queued on a socket that closes move to its siblings, in either close order. */
 TEST(parent_and_clone_close_in_either_order)
 {
 	for (int order = 0; order < 2; order++) {
 		struct kcm_conn c;
 		int clone, survivor, closing;
-		unsigned char buf[256], out[256];
 
 		ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
 		clone = kcm_clone(c.kcm);
@@ -127,23 +154,11 @@ TEST(parent_and_clone_close_in_either_order)
 		survivor = order ? c.kcm : clone;
 		/* Queue everything on the socket about to close. */
 		ASSERT_EQ(0, kcm_set_recv_disabled(survivor, 1));
-		for (int i = 0; i < 5; i++) {
-			size_t n = make_frame(buf, i, 100 + i);
-
-			ASSERT_EQ(0, write_all(c.tcp[1], buf, n));
-		}
+		ASSERT_EQ(0, write_numbered(c.tcp[1], 5));
 		usleep(300000);
 		ASSERT_EQ(0, kcm_set_recv_disabled(survivor, 0));
 		close(closing);
-		for (int i = 0; i < 5; i++) {
-			struct pollfd p = { .fd = survivor, .events = POLLIN };
-			ssize_t n;
-
-			ASSERT_EQ(1, poll(&p, 1, 5000)) TH_LOG("message %d never moved", i);
-			n = recv(survivor, out, sizeof(out), MSG_DONTWAIT);
-			ASSERT_EQ(104 + i, n);
-			EXPECT_TRUE(check_frame(out, n, i));
-		}
+		EXPECT_EQ(0, read_numbered(survivor, 5)) TH_LOG("the messages did not move");
 		close(survivor);
 		close(c.tcp[0]);
 		close(c.tcp[1]);
@@ -159,32 +174,19 @@ TEST(parent_and_clone_close_in_either_order)
 TEST(held_messages_outlive_their_closed_socket)
 {
 	struct kcm_conn c;
-	unsigned char buf[256], out[256];
 	int clone;
 
 	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
 	clone = kcm_clone(c.kcm);
 	ASSERT_LE(0, clone);
 	ASSERT_EQ(0, kcm_set_recv_disabled(clone, 1));
-	for (int i = 0; i < 5; i++) {
-		size_t n = make_frame(buf, i, 100 + i);
-
-		ASSERT_EQ(0, write_all(c.tcp[1], buf, n));
-	}
+	ASSERT_EQ(0, write_numbered(c.tcp[1], 5));
 	usleep(300000);
 	/* The messages queued on c.kcm have nowhere to go: the multiplexor holds them. */
 	close(c.kcm);
 	usleep(100000);
 	ASSERT_EQ(0, kcm_set_recv_disabled(clone, 0));
-	for (int i = 0; i < 5; i++) {
-		struct pollfd p = { .fd = clone, .events = POLLIN };
-		ssize_t n;
-
-		ASSERT_EQ(1, poll(&p, 1, 5000)) TH_LOG("held message %d never came", i);
-		n = recv(clone, out, sizeof(out), MSG_DONTWAIT);
-		ASSERT_EQ(104 + i, n);
-		EXPECT_TRUE(check_frame(out, n, i));
-	}
+	EXPECT_EQ(0, read_numbered(clone, 5)) TH_LOG("the held messages did not come");
 	close(clone);
 	close(c.tcp[0]);
 	close(c.tcp[1]);
