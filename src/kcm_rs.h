@@ -71,7 +71,6 @@ int kcmrs_sk_family(const struct sock *sk);
 int kcmrs_sk_protocol(const struct sock *sk);
 int kcmrs_sk_claim_ulp_slot(struct sock *sk);
 void kcmrs_sk_release_ulp_slot(struct sock *sk);
-void kcmrs_socket_get(struct socket *sock);
 int kcmrs_sk_type(const struct sock *sk);
 int kcmrs_sk_state(const struct sock *sk);
 int kcmrs_sk_rcvbuf(const struct sock *sk);

@@ -109,11 +109,6 @@ void kcmrs_sk_release_ulp_slot(struct sock *sk)
 }
 
 /* Another file reference on a socket we hold one on. */
-void kcmrs_socket_get(struct socket *sock)
-{
-	get_file(sock->file);
-}
-
 int kcmrs_sk_type(const struct sock *sk)
 {
 	return sk->sk_type;

@@ -122,8 +122,6 @@ impl KcmSock {
     pub(crate) fn attach(&self, fd: i32, bpf_fd: i32) -> Result {
         let stream = lookup_stream(fd)?;
         let prog = BpfProg::get_socket_filter(bpf_fd)?;
-        // Gives the ULP slot back if the attach fails once `stream` has moved into it.
-        let same_stream = stream.another_ref();
         {
             let guard = stream.lock();
             // TCP over IPv4 or IPv6, connected or connecting; not a listener, not closed.
@@ -134,9 +132,8 @@ impl KcmSock {
             // none can be set while it is attached.
             stream.claim_ulp_slot(&guard)?;
         }
-        self.mux
-            .attach(stream, prog)
-            .inspect_err(|_| same_stream.release_ulp_slot(&same_stream.lock()))
+        // Gives the slot back if the attach fails.
+        self.mux.attach(stream, prog)
     }
 
     /// SIOCKCMUNATTACH: ENOENT unless `fd` is a socket attached to this multiplexor.

@@ -12,7 +12,7 @@
 use crate::ffi::kcm_sk::KcmSk;
 use crate::ffi::skb::Skb;
 use crate::net_state::NetState;
-use crate::psock::{Psock, SendLimits, TxError};
+use crate::psock::{Psock, PsockMemory, SendLimits, TxError};
 use crate::stats::{MuxStats, PsockStats, SockStats};
 use kernel::prelude::*;
 use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
@@ -101,6 +101,19 @@ impl MuxState {
         if let Some(msg) = begun {
             sk.deliver(msg);
         }
+    }
+
+    /// Where a new psock goes in `psocks` and its index, with room reserved for it there and in
+    /// `rx_stalled`. ENOENT once the multiplexor has ended.
+    fn make_room_for_psock(&mut self) -> Result<(usize, u32)> {
+        if self.closed {
+            return Err(ENOENT);
+        }
+        let place = lowest_free_index(self.psocks.iter().map(|p| p.index()))?;
+        self.psocks.reserve(1, GFP_KERNEL)?;
+        let psocks = self.psocks.len();
+        self.rx_stalled.reserve(psocks + 1, GFP_KERNEL)?;
+        Ok(place)
     }
 
     /// Keeps a message for the next member with room. A multiplexor that has ended has no
@@ -309,25 +322,41 @@ impl Mux {
         }
     }
 
-    /// Attaches `psock`; it starts receiving. EALREADY when its socket has another owner.
+    /// Attaches `stream`, whose ULP slot the caller claimed, as a psock parsed by `prog`; it
+    /// starts receiving. EALREADY when the socket has another owner. On failure the slot is
+    /// given back.
     pub(crate) fn attach(
         self: &Arc<Self>,
         stream: crate::ffi::stream::StreamSocket,
         prog: crate::ffi::bpf::BpfProg,
     ) -> Result {
+        // The stream's lock is not taken under the multiplexor's (lock order).
+        let give_back =
+            |stream: &crate::ffi::stream::StreamSocket| stream.release_ulp_slot(&stream.lock());
+        let memory = match PsockMemory::new() {
+            Ok(memory) => memory,
+            Err(e) => {
+                give_back(&stream);
+                return Err(e);
+            }
+        };
         let mut st = self.state.lock();
-        if st.closed {
-            return Err(ENOENT);
+        let (pos, index) = match st.make_room_for_psock() {
+            Ok(place) => place,
+            Err(e) => {
+                drop(st);
+                give_back(&stream);
+                return Err(e);
+            }
+        };
+        let psock = Psock::new(memory, stream, prog, self.clone(), index);
+        if let Err(e) = psock.start() {
+            drop(st);
+            give_back(psock.stream());
+            return Err(e);
         }
-        let (pos, index) = lowest_free_index(st.psocks.iter().map(|p| p.index()))?;
-        st.psocks.reserve(1, GFP_KERNEL)?;
-        let psocks = st.psocks.len();
-        st.rx_stalled.reserve(psocks + 1, GFP_KERNEL)?;
-        let psock = Psock::new(stream, prog, self.clone(), index)?;
-        psock.start()?;
-        st.psocks
-            .insert_within_capacity(pos, psock)
-            .map_err(|_| EINVAL)?;
+        // Cannot fail: `pos` is at most the length and room was reserved.
+        let _ = st.psocks.insert_within_capacity(pos, psock);
         drop(st);
         self.stats.psock_attach.inc();
         self.psock_changed();

@@ -18,7 +18,7 @@ use crate::framer::{Framer, StreamError};
 use crate::mux::Mux;
 use crate::stats::PsockStats;
 use kernel::prelude::*;
-use kernel::sync::{Arc, CondVar, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex, UniqueArc};
 use kernel::time::{Delta, Instant, Monotonic};
 use kernel::workqueue::{DelayedWork, Work, WorkItem};
 
@@ -89,6 +89,16 @@ pub(crate) struct PsockStatus {
     pub(crate) reserved: bool,
 }
 
+/// Memory for one psock, allocated before its stream is handed over, so that building the
+/// psock cannot fail once the stream is in it.
+pub(crate) struct PsockMemory(UniqueArc<core::mem::MaybeUninit<Psock>>);
+
+impl PsockMemory {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self(UniqueArc::new_uninit(GFP_KERNEL)?))
+    }
+}
+
 /// A TCP socket attached to a multiplexor.
 #[pin_data]
 pub(crate) struct Psock {
@@ -138,15 +148,15 @@ impl WorkItem<1> for Psock {
 }
 
 impl Psock {
-    /// A psock for `stream` parsed by `prog`; not yet receiving.
+    /// A psock for `stream` parsed by `prog`, built in `memory`; not yet receiving.
     pub(crate) fn new(
+        memory: PsockMemory,
         stream: StreamSocket,
         prog: BpfProg,
         mux: Arc<Mux>,
         index: u32,
-    ) -> Result<Arc<Self>> {
-        Arc::pin_init(
-            pin_init!(Self {
+    ) -> Arc<Self> {
+        let built = memory.0.write_pin_init(pin_init!(Self {
                 stream,
                 prog,
                 mux,
@@ -173,9 +183,11 @@ impl Psock {
                     "Psock::tx"
                 ),
                 tx_idle <- kernel::new_condvar!("Psock::tx_idle"),
-            }),
-            GFP_KERNEL,
-        )
+        }));
+        match built {
+            Ok(psock) => psock.into(),
+            Err(never) => match never {},
+        }
     }
 
     pub(crate) fn stream(&self) -> &StreamSocket {

@@ -89,17 +89,6 @@ impl StreamSocket {
             && kind == b::sock_type_SOCK_STREAM as i32
     }
 
-    /// Another handle on the same socket (one more file reference).
-    pub(crate) fn another_ref(&self) -> Self {
-        // SAFETY: The socket is live and we hold a file reference, so taking one more is fine.
-        unsafe { b::kcmrs_socket_get(self.sock.as_ptr()) };
-        // INVARIANT: The same live socket, with a file reference of its own.
-        Self {
-            sock: self.sock,
-            saved: Opaque::uninit(),
-        }
-    }
-
     /// Marks the TCP socket as attached in its upper-layer-protocol slot, so that no ULP (kernel
     /// TLS) can take over the stream while a psock reads it: TCP_ULP then gets EEXIST.
     /// EALREADY when kcm-rs has the socket already, EOPNOTSUPP when a ULP owns the stream (its
