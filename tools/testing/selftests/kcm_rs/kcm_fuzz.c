@@ -942,9 +942,7 @@ static int run_in_child(int nthreads)
 }
 
 /* The harness's time limit: the run, closing everything, and a margin. */
-FIXTURE(fuzz) {};
-FIXTURE_SETUP(fuzz) {}
-FIXTURE_TEARDOWN(fuzz) {}
+STATELESS_FIXTURE(fuzz);
 
 TEST_F_TIMEOUT(fuzz, single_thread, 3600)
 {

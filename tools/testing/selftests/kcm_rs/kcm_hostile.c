@@ -401,17 +401,7 @@ static void *write_tiny(void *arg)
 }
 
 /* A million messages of 4 to 7 bytes, in order and intact, taken 256 at a time. */
-FIXTURE(long_run) {
-	int unused;
-};
-
-FIXTURE_SETUP(long_run)
-{
-}
-
-FIXTURE_TEARDOWN(long_run)
-{
-}
+STATELESS_FIXTURE(long_run);
 
 TEST_F_TIMEOUT(long_run, a_million_tiny_messages, 900)
 {

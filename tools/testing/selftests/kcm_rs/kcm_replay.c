@@ -58,17 +58,7 @@ static void *race_unattach(void *arg)
 }
 
 /* Closing KCM sockets and TCP sockets while another thread unattaches. */
-FIXTURE(slow) {
-	int unused;
-};
-
-FIXTURE_SETUP(slow)
-{
-}
-
-FIXTURE_TEARDOWN(slow)
-{
-}
+STATELESS_FIXTURE(slow);
 
 TEST_F_TIMEOUT(slow, release_races_unattach, 600)
 {

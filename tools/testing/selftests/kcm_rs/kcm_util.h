@@ -309,4 +309,13 @@ static inline int is_c_provider(void)
 	return p && !strcmp(p, "c");
 }
 
+/*
+ * A fixture without state, for tests that need their own time limit: the harness
+ * has TEST_F_TIMEOUT but no plain TEST_TIMEOUT. Include after kselftest_harness.h.
+ */
+#define STATELESS_FIXTURE(name)			\
+	FIXTURE(name) { int unused; };		\
+	FIXTURE_SETUP(name) {}			\
+	FIXTURE_TEARDOWN(name) {}
+
 #endif /* KCM_UTIL_H */
