@@ -493,18 +493,64 @@ out:
 	free(buf);
 }
 
-/* Waits until every message of @stream below @upto was accounted for. */
-static int wait_stream_accounted(struct stress *st, uint32_t stream, uint32_t upto, int ms)
+/*
+ * Waits until every message of @stream below @upto was accounted for. A stream
+ * that still makes progress is slow, not stuck: the wait fails only when no
+ * message of it arrived for @idle_ms (the receive queue of a connection can hold
+ * megabytes, which a loaded machine takes a while to parse). Logs slow waits.
+ */
+static int wait_stream_accounted(struct stress *st, uint32_t stream, uint32_t upto, int idle_ms)
 {
-	int deadline = now_ms() + ms;
+	int start = now_ms(), last_progress = start;
 
-	for (uint32_t seq = 0; seq < upto; seq++)
+	for (uint32_t seq = 0; seq < upto; seq++) {
+		if (atomic_load(&st->rx_fate[stream][seq]) != RX_UNSEEN)
+			continue;
 		while (atomic_load(&st->rx_fate[stream][seq]) == RX_UNSEEN) {
-			if (now_ms() > deadline)
+			if (now_ms() - last_progress > idle_ms)
 				return -1;
 			usleep(1000);
 		}
+		last_progress = now_ms();
+	}
+	if (now_ms() - start > 10000)
+		fprintf(stderr, "# stream %u: its last messages took %d ms to arrive\n", stream,
+			now_ms() - start);
 	return 0;
+}
+
+/* What a stuck stream left behind: its first unaccounted messages and the multiplexor's state. */
+static void dump_stuck(struct stress *st, struct slot *sl, uint32_t upto)
+{
+	char text[8192];
+	int fd, missing = 0;
+	ssize_t n;
+
+	for (uint32_t seq = 0; seq < upto; seq++)
+		if (atomic_load(&st->rx_fate[sl->stream][seq]) == RX_UNSEEN && missing++ < 8)
+			fprintf(stderr, "# stream %u seq %u of %u unaccounted\n", sl->stream, seq,
+				upto);
+	fprintf(stderr, "# %d unaccounted\n", missing);
+	/* Twice, a second apart: whether the psocks still make progress. */
+	for (int i = 0; i < 2; i++) {
+		fprintf(stderr, "# /proc/net/kcm:\n");
+		fd = open("/proc/net/kcm", O_RDONLY);
+		if (fd >= 0) {
+			while ((n = read(fd, text, sizeof(text) - 1)) > 0) {
+				text[n] = 0;
+				fputs(text, stderr);
+			}
+			close(fd);
+		}
+		sleep(1);
+	}
+	/* Every task's stack and the busy workqueues, in the kernel log. */
+	fd = open("/proc/sysrq-trigger", O_WRONLY);
+	if (fd >= 0) {
+		if (write(fd, "t", 1) != 1)
+			fprintf(stderr, "# sysrq: %s\n", strerror(errno));
+		close(fd);
+	}
 }
 
 /* The peer closes its side; every message it wrote before must still arrive. */
@@ -520,8 +566,10 @@ static void slot_retire(struct stress *st, struct slot *sl)
 	pthread_join(sl->writer, NULL);
 	last = sl->next_seq;
 	shutdown(sl->peer_end, SHUT_WR);
-	if (wait_stream_accounted(st, sl->stream, last, 30000))
-		fail(st, "stream %u: messages before the peer's FIN never arrived", sl->stream);
+	if (wait_stream_accounted(st, sl->stream, last, 30000)) {
+		fail(st, "stream %u: messages before the peer's FIN stopped arriving", sl->stream);
+		dump_stuck(st, sl, last);
+	}
 	err = kcm_unattach(st->kcm, sl->kcm_end);
 	if (err)
 		fail(st, "unattach of a retired connection: %s", strerror(-err));
@@ -947,8 +995,10 @@ TEST_F_TIMEOUT(stress, everything_at_once, 7200)
 	for (int i = 0; i < NSLOTS; i++) {
 		struct slot *sl = &st->slots[i];
 
-		if (wait_stream_accounted(st, sl->stream, sl->next_seq, 60000))
+		if (wait_stream_accounted(st, sl->stream, sl->next_seq, 60000)) {
 			fail(st, "stream %u: messages lost", sl->stream);
+			dump_stuck(st, sl, sl->next_seq);
+		}
 	}
 	atomic_store(&st->stop_readers, 1);
 	for (int i = 0; i < NREADERS; i++)
