@@ -108,7 +108,6 @@ void kcmrs_sk_release_ulp_slot(struct sock *sk)
 	module_put(THIS_MODULE);
 }
 
-/* Another file reference on a socket we hold one on. */
 int kcmrs_sk_type(const struct sock *sk)
 {
 	return sk->sk_type;
