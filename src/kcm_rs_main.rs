@@ -34,6 +34,7 @@ mod net_state;
 mod proc;
 mod psock;
 mod stats;
+mod timeo;
 
 module! {
     type: KcmRsModule,

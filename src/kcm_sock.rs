@@ -12,8 +12,9 @@ use crate::mux::Mux;
 use crate::net_state::NetState;
 use crate::psock::{Psock, SendLimits, TxError};
 use crate::stats::SockStats;
+use crate::timeo::wait_within;
 use kernel::prelude::*;
-use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex};
 
 /// Options of level SOL_KCM.
 #[derive(Clone, Copy)]
@@ -242,17 +243,7 @@ impl KcmSock {
         // Another sender's message is going out, which may take as long as the stream does
         // not drain: wait for it interruptibly, within SO_SNDTIMEO, not on the mutex.
         while tx.sending {
-            if nonblock || timeo <= 0 {
-                return Err(EAGAIN);
-            }
-            let wait = usize::try_from(timeo).unwrap_or(0);
-            match self.tx_turn.wait_interruptible_timeout(&mut tx, wait) {
-                CondVarTimeoutResult::Timeout => timeo = 0,
-                CondVarTimeoutResult::Woken { jiffies } => {
-                    timeo = isize::try_from(jiffies).unwrap_or(isize::MAX)
-                }
-                CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
-            }
+            wait_within(&self.tx_turn, &mut tx, nonblock, &mut timeo)?;
         }
         let before = tx.pending.len();
         tx.pending.resize(before + n, 0, GFP_KERNEL_ACCOUNT)?;

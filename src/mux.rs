@@ -14,8 +14,9 @@ use crate::ffi::skb::Skb;
 use crate::net_state::NetState;
 use crate::psock::{Psock, PsockMemory, SendLimits, TxError};
 use crate::stats::{MuxStats, PsockStats, SockStats};
+use crate::timeo::wait_within;
 use kernel::prelude::*;
-use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex};
 
 /// One KCM socket as the multiplexor sees it.
 struct Member {
@@ -440,17 +441,7 @@ impl Mux {
                 st.next_tx = (i + 1) % n;
                 return Ok(st.psocks[i].clone());
             }
-            if nonblock || *timeo <= 0 {
-                return Err(EAGAIN);
-            }
-            let wait = usize::try_from(*timeo).unwrap_or(0);
-            match self.psock_free.wait_interruptible_timeout(&mut st, wait) {
-                CondVarTimeoutResult::Timeout => *timeo = 0,
-                CondVarTimeoutResult::Woken { jiffies } => {
-                    *timeo = isize::try_from(jiffies).unwrap_or(isize::MAX)
-                }
-                CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
-            }
+            wait_within(&self.psock_free, &mut st, nonblock, timeo)?;
         }
     }
 
