@@ -1046,19 +1046,6 @@ TEST(senders_never_interleave)
 }
 
 /* /proc/net/kcm and kcm_stats: per namespace, net/kcm's layout, no addresses. */
-static int read_file(const char *path, char *buf, size_t cap)
-{
-	int fd = open(path, O_RDONLY), n, total = 0;
-
-	if (fd < 0)
-		return -errno;
-	while ((n = read(fd, buf + total, cap - 1 - total)) > 0)
-		total += n;
-	close(fd);
-	buf[total] = 0;
-	return total;
-}
-
 /* The n-th whitespace-separated field of the first line that starts with prefix. */
 static long long field_of(const char *text, const char *prefix, int n)
 {

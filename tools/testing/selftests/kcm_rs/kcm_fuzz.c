@@ -783,16 +783,10 @@ static void *fuzz_thread(void *arg)
 static int muxes_in_namespace(void)
 {
 	char text[512];
-	int fd = open("/proc/net/kcm", O_RDONLY), n, count = -1;
+	int count = -1;
 
-	if (fd < 0)
-		return -1;
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n > 0) {
-		text[n] = 0;
+	if (read_file("/proc/net/kcm", text, sizeof(text)) > 0)
 		sscanf(text, "*** KCM statistics (%d MUX)", &count);
-	}
 	return count;
 }
 

@@ -522,9 +522,8 @@ static int wait_stream_accounted(struct stress *st, uint32_t stream, uint32_t up
 /* What a stuck stream left behind: its first unaccounted messages and the multiplexor's state. */
 static void dump_stuck(struct stress *st, struct slot *sl, uint32_t upto)
 {
-	char text[8192];
+	char text[16384];
 	int fd, missing = 0;
-	ssize_t n;
 
 	for (uint32_t seq = 0; seq < upto; seq++)
 		if (atomic_load(&st->rx_fate[sl->stream][seq]) == RX_UNSEEN && missing++ < 8)
@@ -533,15 +532,8 @@ static void dump_stuck(struct stress *st, struct slot *sl, uint32_t upto)
 	fprintf(stderr, "# %d unaccounted\n", missing);
 	/* Twice, a second apart: whether the psocks still make progress. */
 	for (int i = 0; i < 2; i++) {
-		fprintf(stderr, "# /proc/net/kcm:\n");
-		fd = open("/proc/net/kcm", O_RDONLY);
-		if (fd >= 0) {
-			while ((n = read(fd, text, sizeof(text) - 1)) > 0) {
-				text[n] = 0;
-				fputs(text, stderr);
-			}
-			close(fd);
-		}
+		if (read_file("/proc/net/kcm", text, sizeof(text)) > 0)
+			fprintf(stderr, "# /proc/net/kcm:\n%s", text);
 		sleep(1);
 	}
 	/* Every task's stack and the busy workqueues, in the kernel log. */

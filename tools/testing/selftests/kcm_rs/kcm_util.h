@@ -302,6 +302,20 @@ static inline int wait_readable(int fd, int timeout_ms)
 	return poll(&p, 1, timeout_ms);
 }
 
+/* Reads up to @cap - 1 bytes of @path into @buf, NUL-terminated: the length, or -errno. */
+static inline int read_file(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY), n, total = 0;
+
+	if (fd < 0)
+		return -errno;
+	while ((n = read(fd, buf + total, cap - 1 - total)) > 0)
+		total += n;
+	close(fd);
+	buf[total] = 0;
+	return total;
+}
+
 static inline int is_c_provider(void)
 {
 	const char *p = getenv("KCM_PROVIDER");
