@@ -153,6 +153,9 @@ static void check(struct fuzzer *f, const char *what, long ret, long lo, long hi
 
 /* errnos any call on a socket may give under load or with a bad descriptor */
 #define COMMON EBADF, ENOTSOCK, EINTR, ENOMEM, ENOBUFS
+/* errnos of a send: no room, too big, a broken or failing psock, bad arguments */
+#define SEND_ERRNOS EAGAIN, EMSGSIZE, EPIPE, EFAULT, EINVAL, EOPNOTSUPP, ENOTCONN, ECONNRESET, \
+	ETIMEDOUT, EHOSTUNREACH, COMMON
 
 static int any_kcm(struct fuzzer *f)
 {
@@ -462,8 +465,7 @@ static void op_send(struct fuzzer *f)
 	trace(f, "sendmsg(%d, %zu bytes in %d, %#x) = %zd", kcm, total, n, flags, ret);
 	if (ret > 0)
 		atomic_fetch_add(&f->pool->sent, 1);
-	check(f, "sendmsg", ret, 0, total, EAGAIN, EMSGSIZE, EPIPE, EFAULT, EINVAL, EOPNOTSUPP,
-	      ENOTCONN, ECONNRESET, ETIMEDOUT, EHOSTUNREACH, COMMON, 0);
+	check(f, "sendmsg", ret, 0, total, SEND_ERRNOS, 0);
 }
 
 static void op_sendmmsg(struct fuzzer *f)
@@ -478,8 +480,7 @@ static void op_sendmmsg(struct fuzzer *f)
 	trace(f, "sendmmsg(%d, %d, %#x) = %d", kcm, n, flags, ret);
 	if (ret > 0)
 		atomic_fetch_add(&f->pool->sent, ret);
-	check(f, "sendmmsg", ret, 0, n, EAGAIN, EMSGSIZE, EPIPE, EFAULT, EINVAL, EOPNOTSUPP,
-	      ENOTCONN, ECONNRESET, ETIMEDOUT, EHOSTUNREACH, COMMON, 0);
+	check(f, "sendmmsg", ret, 0, n, SEND_ERRNOS, 0);
 }
 
 static int recv_flags(struct fuzzer *f)

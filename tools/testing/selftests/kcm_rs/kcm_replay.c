@@ -444,6 +444,21 @@ static int wait_exit(pid_t pid, int ms)
 }
 
 /*
+ * A child that sends the @len bytes of @buf as one message on @kcm, without its
+ * copy of the peer's end @peer: it exits 0 when the send took them all.
+ */
+static pid_t fork_sender(int kcm, int peer, const void *buf, size_t len)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		close(peer);
+		_exit(send(kcm, buf, len, 0) == (ssize_t)len ? 0 : 1);
+	}
+	return pid;
+}
+
+/*
  * Senders killed while they wait: one in the middle of a message it is
  * writing (the stream cannot take more), one before its message's first byte
  * (the only psock is busy with another message). The killed senders end at
@@ -463,20 +478,11 @@ TEST(killed_while_waiting_for_buffer_space)
 
 	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
 	conn_shrink(&c);
-	writer = fork();
+	writer = fork_sender(c.kcm, c.tcp[1], big, n);
 	ASSERT_LE(0, writer);
-	if (writer == 0) {
-		close(c.tcp[1]);
-		_exit(send(c.kcm, big, n, 0) == (ssize_t)n ? 0 : 1);
-	}
 	usleep(300000);
-	waiter = fork();
+	waiter = fork_sender(c.kcm, c.tcp[1], small, m);
 	ASSERT_LE(0, waiter);
-	if (waiter == 0) {
-		close(c.tcp[1]);
-		send(c.kcm, small, m, 0);
-		_exit(2);
-	}
 	usleep(300000);
 	ASSERT_EQ(-1, wait_exit(writer, 0)) TH_LOG("the first send did not block");
 	ASSERT_EQ(-1, wait_exit(waiter, 0)) TH_LOG("the second send did not wait");
@@ -493,12 +499,8 @@ TEST(killed_while_waiting_for_buffer_space)
 	EXPECT_EQ(-1, recv(c.tcp[1], out, 1, MSG_DONTWAIT));
 
 	/* Killed mid-message, holding the last reference to the socket. */
-	writer = fork();
+	writer = fork_sender(c.kcm, c.tcp[1], big, n);
 	ASSERT_LE(0, writer);
-	if (writer == 0) {
-		close(c.tcp[1]);
-		_exit(send(c.kcm, big, n, 0) == (ssize_t)n ? 0 : 1);
-	}
 	usleep(500000);
 	ASSERT_EQ(-1, wait_exit(writer, 0)) TH_LOG("the send did not block");
 	close(c.kcm);
