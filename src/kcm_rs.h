@@ -62,16 +62,24 @@ struct kcmrs_rx_cb {
 
 /* Callbacks of an attached socket, saved at attach and restored at unattach. */
 struct kcmrs_saved_callbacks {
+	/* Set before the take: data_ready is TLS's record callback, not sk_data_ready. */
+	bool tls_records;
 	void (*data_ready)(struct sock *sk);
 	void (*state_change)(struct sock *sk);
 };
 
+/* What carries the byte stream of a socket kcm-rs can attach. */
+enum kcmrs_transport {
+	KCMRS_TRANSPORT_NONE,
+	KCMRS_TRANSPORT_TCP,
+	KCMRS_TRANSPORT_MPTCP,
+	KCMRS_TRANSPORT_TLS,
+};
+
 /* struct sock fields (struct sock is opaque to Rust). */
-int kcmrs_sk_family(const struct sock *sk);
-int kcmrs_sk_protocol(const struct sock *sk);
+enum kcmrs_transport kcmrs_sk_transport(struct sock *sk);
 int kcmrs_sk_claim_ulp_slot(struct sock *sk);
 void kcmrs_sk_release_ulp_slot(struct sock *sk);
-int kcmrs_sk_type(const struct sock *sk);
 int kcmrs_sk_state(const struct sock *sk);
 int kcmrs_sk_rcvbuf(const struct sock *sk);
 int kcmrs_sk_rmem_alloc(const struct sock *sk);
@@ -95,6 +103,8 @@ void *kcmrs_sk_restore_callbacks(struct sock *sk,
 void *kcmrs_sk_user_data_lock(struct sock *sk);
 void kcmrs_sk_user_data_unlock(struct sock *sk);
 void kcmrs_sk_call_saved(void (*callback)(struct sock *sk), struct sock *sk);
+void kcmrs_sk_own_data_ready(struct sock *sk, bool tls_records);
+void kcmrs_sk_set_cork(struct sock *sk, bool on);
 
 /* Sockets, files, BPF and reading an attached socket. */
 struct socket *kcmrs_sockfd_lookup(int fd, int *err);

@@ -3,6 +3,7 @@
  * kcm-rs: out-of-line copies of the static inlines and macros that the Rust
  * code needs. Nothing here holds logic; see kcm_rs.h.
  */
+#include <net/tls.h>
 #include "kcm_rs.h"
 
 void kcmrs_spin_lock_bh(spinlock_t *lock)
@@ -60,16 +61,6 @@ bool kcmrs_sockptr_is_null(sockptr_t ptr)
 	return sockptr_is_null(ptr);
 }
 
-int kcmrs_sk_family(const struct sock *sk)
-{
-	return sk->sk_family;
-}
-
-int kcmrs_sk_protocol(const struct sock *sk)
-{
-	return sk->sk_protocol;
-}
-
 /*
  * While a TCP socket is attached, its upper-layer-protocol slot holds this
  * marker. TCP_ULP then fails with EEXIST, so kernel TLS cannot stack its
@@ -83,7 +74,46 @@ static const struct tcp_ulp_ops kcmrs_ulp_marker = {
 	.owner = THIS_MODULE,
 };
 
-/* Under lock_sock: 0, -EALREADY when kcm-rs has it, -EOPNOTSUPP with another ULP. */
+/*
+ * A TCP socket whose kernel TLS is set up in software for both directions:
+ * read_sock() hands out decrypted records and sendmsg() encrypts. Device
+ * offload (TLS_HW) is not taken: nothing here can test it.
+ */
+static bool kcmrs_sk_is_tls_sw(struct sock *sk)
+{
+#if IS_ENABLED(CONFIG_TLS)
+	const struct tcp_ulp_ops *ulp = inet_csk(sk)->icsk_ulp_ops;
+	struct tls_context *ctx;
+
+	if (!ulp || strcmp(ulp->name, "tls"))
+		return false;
+	ctx = tls_get_ctx(sk);
+	return ctx && ctx->rx_conf == TLS_SW && ctx->tx_conf == TLS_SW;
+#else
+	return false;
+#endif
+}
+
+/* Under lock_sock: what carries the socket's stream, if kcm-rs can attach it. */
+enum kcmrs_transport kcmrs_sk_transport(struct sock *sk)
+{
+	if (sk->sk_type != SOCK_STREAM ||
+	    (sk->sk_family != AF_INET && sk->sk_family != AF_INET6))
+		return KCMRS_TRANSPORT_NONE;
+	if (IS_ENABLED(CONFIG_MPTCP) && sk->sk_protocol == IPPROTO_MPTCP)
+		return KCMRS_TRANSPORT_MPTCP;
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return KCMRS_TRANSPORT_NONE;
+	if (kcmrs_sk_is_tls_sw(sk))
+		return KCMRS_TRANSPORT_TLS;
+	/* Any other ULP is refused by kcmrs_sk_claim_ulp_slot(). */
+	return KCMRS_TRANSPORT_TCP;
+}
+
+/*
+ * Under lock_sock, for a plain TCP socket: 0, -EALREADY when kcm-rs has it,
+ * -EOPNOTSUPP with another ULP.
+ */
 int kcmrs_sk_claim_ulp_slot(struct sock *sk)
 {
 	struct inet_connection_sock *icsk = inet_csk(sk);
@@ -102,15 +132,10 @@ void kcmrs_sk_release_ulp_slot(struct sock *sk)
 {
 	struct inet_connection_sock *icsk = inet_csk(sk);
 
-	if (icsk->icsk_ulp_ops != &kcmrs_ulp_marker)
+	if (sk->sk_protocol != IPPROTO_TCP || icsk->icsk_ulp_ops != &kcmrs_ulp_marker)
 		return;
 	icsk->icsk_ulp_ops = NULL;
 	module_put(THIS_MODULE);
-}
-
-int kcmrs_sk_type(const struct sock *sk)
-{
-	return sk->sk_type;
 }
 
 int kcmrs_sk_state(const struct sock *sk)
@@ -179,21 +204,37 @@ struct sk_buff_head *kcmrs_sk_receive_queue(struct sock *sk)
 	return &sk->sk_receive_queue;
 }
 
+/*
+ * Where the psock hears of new data: the socket's own sk_data_ready, or, with
+ * kernel TLS, the callback TLS calls once a whole record has arrived (TLS
+ * keeps sk_data_ready for its record parser).
+ */
+static void (**kcmrs_data_ready_slot(struct sock *sk, bool tls_records))(struct sock *sk)
+{
+#if IS_ENABLED(CONFIG_TLS)
+	if (tls_records)
+		return &tls_sw_ctx_rx(tls_get_ctx(sk))->saved_data_ready;
+#endif
+	return &sk->sk_data_ready;
+}
+
 int kcmrs_sk_take_callbacks(struct sock *sk, void *user_data,
 			    void (*data_ready)(struct sock *sk),
 			    void (*state_change)(struct sock *sk),
 			    struct kcmrs_saved_callbacks *saved)
 {
+	void (**slot)(struct sock *sk) = kcmrs_data_ready_slot(sk, saved->tls_records);
+
 	write_lock_bh(&sk->sk_callback_lock);
 	/* Another user (KCM, sockmap, a ULP, ...) has the socket. */
 	if (sk->sk_user_data) {
 		write_unlock_bh(&sk->sk_callback_lock);
 		return -EALREADY;
 	}
-	saved->data_ready = sk->sk_data_ready;
+	saved->data_ready = *slot;
 	saved->state_change = sk->sk_state_change;
 	sk->sk_user_data = user_data;
-	WRITE_ONCE(sk->sk_data_ready, data_ready);
+	WRITE_ONCE(*slot, data_ready);
 	sk->sk_state_change = state_change;
 	write_unlock_bh(&sk->sk_callback_lock);
 	return 0;
@@ -202,15 +243,37 @@ int kcmrs_sk_take_callbacks(struct sock *sk, void *user_data,
 void *kcmrs_sk_restore_callbacks(struct sock *sk,
 				 const struct kcmrs_saved_callbacks *saved)
 {
+	void (**slot)(struct sock *sk) = kcmrs_data_ready_slot(sk, saved->tls_records);
 	void *user_data;
 
 	write_lock_bh(&sk->sk_callback_lock);
 	user_data = sk->sk_user_data;
 	sk->sk_user_data = NULL;
-	WRITE_ONCE(sk->sk_data_ready, saved->data_ready);
+	WRITE_ONCE(*slot, saved->data_ready);
 	sk->sk_state_change = saved->state_change;
 	write_unlock_bh(&sk->sk_callback_lock);
 	return user_data;
+}
+
+/*
+ * The data-ready callback a socket has without kcm-rs, for a psock callback
+ * that runs after unattach (TLS or TCP read the pointer just before).
+ */
+void kcmrs_sk_own_data_ready(struct sock *sk, bool tls_records)
+{
+	READ_ONCE(*kcmrs_data_ready_slot(sk, tls_records))(sk);
+}
+
+/* TCP_CORK of a TCP (also with TLS) or MPTCP socket; takes the socket lock. */
+void kcmrs_sk_set_cork(struct sock *sk, bool on)
+{
+	int val = on;
+
+	if (sk->sk_protocol == IPPROTO_TCP)
+		tcp_sock_set_cork(sk, on);
+	else
+		sk->sk_prot->setsockopt(sk, SOL_TCP, TCP_CORK, KERNEL_SOCKPTR(&val),
+					sizeof(val));
 }
 
 void *kcmrs_sk_user_data_lock(struct sock *sk)

@@ -11,8 +11,9 @@
 //! in `Documentation/kcm-rs/design.rst`.
 //!
 //! 1. `lock_sock` of a KCM socket (`KcmSk::lock`): one reader, or a KCM_RECV_DISABLE change.
-//! 2. `lock_sock` of an attached TCP socket (`StreamSocket::lock`): its receive work, unattach.
-//! 3. `Psock::rx` (mutex): the psock's framer and held message.
+//! 2. `Psock::rx` (mutex): the psock's framer and held message.
+//! 3. `lock_sock` of an attached socket (`StreamSocket::lock`): the read of its receive work,
+//!    unattach.
 //! 4. `KcmSock::tx` (mutex): the message a socket is building. Not held while it is sent: the
 //!    `sending` flag gives the sender the turn, and other senders wait for it on
 //!    `KcmSock::tx_turn` (interruptibly, within SO_SNDTIMEO).

@@ -4,7 +4,7 @@
 
 use crate::ffi::bindings as b;
 use crate::ffi::bpf::BpfProg;
-use crate::ffi::errno::{enoprotoopt, eopnotsupp};
+use crate::ffi::errno::enoprotoopt;
 use crate::ffi::kcm_sk::{KcmSk, KcmSkGuard, QueuedMessage, SplicePipe};
 use crate::ffi::msg::{RecvMsg, SendMsg};
 use crate::ffi::stream::{StreamSocket, Unattachable};
@@ -121,18 +121,12 @@ impl KcmSock {
 
     /// SIOCKCMATTACH: errnos as net/kcm.
     pub(crate) fn attach(&self, fd: i32, bpf_fd: i32) -> Result {
-        let stream = lookup_stream(fd)?;
+        let mut stream = lookup_stream(fd)?;
         let prog = BpfProg::get_socket_filter(bpf_fd)?;
-        {
-            let guard = stream.lock();
-            // TCP over IPv4 or IPv6, connected or connecting; not a listener, not closed.
-            if !stream.is_tcp() || stream.is_listening_or_closed() {
-                return Err(eopnotsupp());
-            }
-            // No upper-layer protocol on it (net/kcm takes one, and parses its stream), and
-            // none can be set while it is attached.
-            stream.claim_ulp_slot(&guard)?;
-        }
+        // TCP, MPTCP or TCP with kernel TLS, connected or connecting. Unlike net/kcm, which
+        // takes any ULP and parses its bytes, a TCP socket with no ULP is kept from getting one
+        // while it is attached.
+        stream.claim()?;
         // Gives the slot back if the attach fails.
         self.mux.attach(stream, prog)
     }

@@ -3,6 +3,7 @@
 //! /proc/net/kcm and /proc/net/kcm_stats, in the layout of net/kcm. Each namespace shows only
 //! its own multiplexors, and no kernel address is printed.
 
+use crate::ffi::stream::Transport;
 use crate::net_state::NetState;
 use crate::stats::{MuxStats, PsockStats};
 use kernel::prelude::*;
@@ -97,6 +98,12 @@ pub(crate) fn show_kcm(net: &NetState, m: &SeqFile) -> Result {
             }
             if status.ready {
                 seq_print!(m, "RdyRx ");
+            }
+            // Not in net/kcm, which takes plain TCP only: a TCP psock's line is as there.
+            match p.stream().transport() {
+                Transport::Tcp => {}
+                Transport::Mptcp => seq_print!(m, "MPTCP "),
+                Transport::Tls => seq_print!(m, "TLS "),
             }
             seq_print!(m, "\n");
         }

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! [`Psock`]: a TCP socket attached to a multiplexor.
+//! [`Psock`]: a TCP, MPTCP or kernel TLS socket attached to a multiplexor.
 //!
-//! Receive: the socket's `data_ready` and `state_change` callbacks (softirq) only queue the
-//! psock's receive work. The work (process context, under the TCP socket's lock) reads what
-//! arrived through the [`Framer`] and hands each whole message to the multiplexor. When no KCM
+//! Receive: the socket's `data_ready` (with TLS: record-ready) and `state_change` callbacks
+//! (softirq) only queue the psock's receive work. The work (process context, under the
+//! psock's `rx` lock, then the socket's lock) reads what arrived through the [`Framer`] and
+//! hands each whole message to the multiplexor. When no KCM
 //! socket can take a message, the psock keeps it and stops reading, so TCP flow control pushes
 //! back on the peer; the multiplexor queues the work again when room appears.
 //!
@@ -55,6 +56,18 @@ struct PsockRx {
     timer_armed: bool,
 }
 
+/// Why a psock stops receiving.
+enum Break {
+    /// The framer failed: the parser's error, EMSGSIZE, ENOMEM, EPROTO.
+    Parse(Error),
+    /// A message took longer than the socket's SO_RCVTIMEO to arrive (ETIMEDOUT).
+    Timeout,
+    /// The peer closed or reset the stream, and everything before was parsed (EPIPE).
+    PeerDone,
+    /// Reading the socket failed.
+    Transport(Error),
+}
+
 /// Transmit state.
 struct PsockTx {
     /// A sender has the psock (for one message, or a MSG_BATCH batch).
@@ -99,7 +112,7 @@ impl PsockMemory {
     }
 }
 
-/// A TCP socket attached to a multiplexor.
+/// A TCP, MPTCP or kernel TLS socket attached to a multiplexor.
 #[pin_data]
 pub(crate) struct Psock {
     stream: StreamSocket,
@@ -238,7 +251,6 @@ impl Psock {
 
     /// The receive work.
     fn receive(self: &Arc<Self>) {
-        let guard = self.stream.lock();
         let mut rx = self.rx.lock();
         if rx.stopped {
             return;
@@ -253,7 +265,7 @@ impl Psock {
         let mut failure = None;
         let mut stalled = false;
         let mut taken = 0;
-        self.stream.read(&guard, &mut |chunk| {
+        let read = self.stream.read(&mut |chunk| {
             if stalled || failure.is_some() || taken >= RX_BUDGET {
                 return 0;
             }
@@ -276,14 +288,17 @@ impl Psock {
             }
         });
         if let Some(e) = failure {
-            self.break_stream(&mut rx, e);
+            self.break_stream(&mut rx, Break::Parse(e));
+        } else if let Err(e) = read {
+            // The transport failed (TLS: a record that does not decrypt, or is not data).
+            self.break_stream(&mut rx, Break::Transport(e));
         } else if taken >= RX_BUDGET && !stalled {
             // More may be queued: go on in a later run of the work.
             self.note_assembly(&mut rx);
             Self::data_ready(self.clone());
         } else if !stalled && self.stream.peer_done() {
             // Everything that arrived before the close or reset has been parsed.
-            self.break_stream(&mut rx, EPIPE);
+            self.break_stream(&mut rx, Break::PeerDone);
         } else {
             self.note_assembly(&mut rx);
         }
@@ -325,7 +340,6 @@ impl Psock {
 
     /// The assembly timer: ETIMEDOUT when the incomplete message is older than SO_RCVTIMEO.
     fn check_assembly_time(self: &Arc<Self>) {
-        let _guard = self.stream.lock();
         let mut rx = self.rx.lock();
         rx.timer_armed = false;
         if rx.stopped || !rx.framer.in_message() {
@@ -335,25 +349,34 @@ impl Psock {
             return;
         };
         if start.elapsed() >= Delta::from_millis(limit) {
-            self.break_stream(&mut rx, ETIMEDOUT);
+            self.break_stream(&mut rx, Break::Timeout);
         } else {
             self.arm_timer(&mut rx);
         }
     }
 
-    /// The stream is broken: report `err` on the TCP socket and stop using it. The
+    /// The stream is broken: report the error on the socket and stop using it. The
     /// application unattaches and closes it.
-    fn break_stream(&self, rx: &mut PsockRx, err: Error) {
+    fn break_stream(&self, rx: &mut PsockRx, why: Break) {
         self.stats.rx_aborts.inc();
-        if err == EMSGSIZE {
-            self.stats.rx_too_big.inc();
-        } else if err == ENOMEM {
-            self.stats.rx_mem_fail.inc();
-        } else if err == ETIMEDOUT {
-            self.stats.rx_timeouts.inc();
-        } else if err != EPIPE {
-            self.stats.rx_bad_len.inc();
-        }
+        let err = match why {
+            Break::Parse(e) => {
+                if e == EMSGSIZE {
+                    self.stats.rx_too_big.inc();
+                } else if e == ENOMEM {
+                    self.stats.rx_mem_fail.inc();
+                } else {
+                    self.stats.rx_bad_len.inc();
+                }
+                e
+            }
+            Break::Timeout => {
+                self.stats.rx_timeouts.inc();
+                ETIMEDOUT
+            }
+            Break::PeerDone => EPIPE,
+            Break::Transport(e) => e,
+        };
         rx.stopped = true;
         rx.framer = Framer::default();
         self.stream.report_error(err);
@@ -364,11 +387,13 @@ impl Psock {
     /// Unattach: give the socket its callbacks back and stop receiving. Bytes not parsed yet
     /// stay in the socket; a whole message already taken out of it goes to the multiplexor.
     pub(crate) fn stop(self: &Arc<Self>) {
-        let guard = self.stream.lock();
-        // The socket's reference on this psock comes back and goes.
-        drop(self.stream.restore_callbacks());
-        self.stream.release_ulp_slot(&guard);
         let mut rx = self.rx.lock();
+        {
+            let guard = self.stream.lock();
+            // The socket's reference on this psock comes back and goes.
+            drop(self.stream.restore_callbacks());
+            self.stream.release_ulp_slot(&guard);
+        }
         rx.stopped = true;
         rx.framer = Framer::default();
         if let Some(msg) = rx.ready.take() {

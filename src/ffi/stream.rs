@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! [`StreamSocket`]: a socket attached to a multiplexor (a psock's TCP socket), and the
-//! callbacks kcm-rs installs on it.
+//! [`StreamSocket`]: a socket attached to a multiplexor (a psock's TCP, MPTCP or kernel TLS
+//! socket), and the callbacks kcm-rs installs on it.
 
 use super::bindings as b;
 use super::skb::SkbChunk;
@@ -10,15 +10,32 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::types::Opaque;
 
+/// What carries the byte stream of an attachable socket.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Transport {
+    /// TCP over IPv4 or IPv6, with no upper-layer protocol.
+    Tcp,
+    /// Multipath TCP (IPPROTO_MPTCP): `read_sock` and `sendmsg` of the MPTCP socket see the
+    /// one reassembled stream of all its subflows.
+    Mptcp,
+    /// TCP with kernel TLS in software for both directions: `read_sock` hands out decrypted
+    /// records, `sendmsg` encrypts.
+    Tls,
+}
+
 /// A socket from `sockfd_lookup`, kept with its file reference.
 ///
 /// # Invariants
 ///
 /// `sock` is a live `struct socket` with a non-null `sk`, and we hold one reference on its
 /// file, so both stay live until drop. `saved` is written only by `take_callbacks`.
+/// `transport` is what [`StreamSocket::claim`] found; it cannot change while the socket is
+/// attached (the ULP slot of a TCP socket is ours, TLS cannot be removed from a socket, and
+/// the protocol is fixed).
 pub(crate) struct StreamSocket {
     sock: core::ptr::NonNull<b::socket>,
     saved: Opaque<b::kcmrs_saved_callbacks>,
+    transport: Transport,
 }
 
 // SAFETY: The socket is reference counted through its file and used under its own locks.
@@ -61,6 +78,7 @@ impl StreamSocket {
         Ok(Self {
             sock,
             saved: Opaque::uninit(),
+            transport: Transport::Tcp,
         })
     }
 
@@ -74,33 +92,47 @@ impl StreamSocket {
         self.sk() == other.sk()
     }
 
-    /// A connected-capable TCP socket of IPv4 or IPv6 (net/kcm's rule for attach).
-    pub(crate) fn is_tcp(&self) -> bool {
-        // SAFETY: The sock is live by the type invariant.
-        let (family, protocol, kind) = unsafe {
-            (
-                b::kcmrs_sk_family(self.sk()),
-                b::kcmrs_sk_protocol(self.sk()),
-                b::kcmrs_sk_type(self.sk()),
-            )
+    /// What carries the stream, as found by [`Self::claim`].
+    pub(crate) fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Checks that the socket can be attached and claims it.
+    ///
+    /// TCP, MPTCP, or TCP with kernel TLS set up for receive and transmit (in software), of
+    /// IPv4 or IPv6; anything else is EOPNOTSUPP. A plain TCP socket is marked attached in its
+    /// upper-layer-protocol slot, so that no ULP (kernel TLS) can take over the stream while a
+    /// psock reads it: TCP_ULP then gets EEXIST. EALREADY when kcm-rs has that socket already,
+    /// EOPNOTSUPP when another ULP owns the stream (its bytes are not the application's
+    /// messages). A second attach of an MPTCP or TLS socket gets EALREADY later, from
+    /// [`Self::take_callbacks`].
+    pub(crate) fn claim(&mut self) -> Result {
+        let guard = self.lock();
+        // SAFETY: The sock is live, and its lock is held (`guard`).
+        let found = unsafe { b::kcmrs_sk_transport(self.sk()) };
+        let transport = match found {
+            b::kcmrs_transport_KCMRS_TRANSPORT_TCP => Transport::Tcp,
+            b::kcmrs_transport_KCMRS_TRANSPORT_MPTCP => Transport::Mptcp,
+            b::kcmrs_transport_KCMRS_TRANSPORT_TLS => Transport::Tls,
+            _ => return Err(super::errno::eopnotsupp()),
         };
-        (family == b::AF_INET as i32 || family == b::AF_INET6 as i32)
-            && protocol == b::IPPROTO_TCP as i32
-            && kind == b::sock_type_SOCK_STREAM as i32
+        // Not listening, not closed: connected or connecting (net/kcm's rule).
+        if self.is_listening_or_closed() {
+            return Err(super::errno::eopnotsupp());
+        }
+        if transport == Transport::Tcp {
+            // SAFETY: The sock is a live TCP sock, and its lock is held (`guard`).
+            kernel::error::to_result(unsafe { b::kcmrs_sk_claim_ulp_slot(self.sk()) })?;
+        }
+        drop(guard);
+        self.transport = transport;
+        Ok(())
     }
 
-    /// Marks the TCP socket as attached in its upper-layer-protocol slot, so that no ULP (kernel
-    /// TLS) can take over the stream while a psock reads it: TCP_ULP then gets EEXIST.
-    /// EALREADY when kcm-rs has the socket already, EOPNOTSUPP when a ULP owns the stream (its
-    /// bytes are not the application's messages). Only for a TCP socket ([`Self::is_tcp`]).
-    pub(crate) fn claim_ulp_slot(&self, _guard: &StreamGuard<'_>) -> Result {
-        // SAFETY: The sock is a live TCP sock, and its lock is held (`_guard`).
-        kernel::error::to_result(unsafe { b::kcmrs_sk_claim_ulp_slot(self.sk()) })
-    }
-
-    /// Gives back the slot [`Self::claim_ulp_slot`] took (nothing if it is not ours).
+    /// Gives back the slot [`Self::claim`] took (nothing if it is not ours).
     pub(crate) fn release_ulp_slot(&self, _guard: &StreamGuard<'_>) {
-        // SAFETY: The sock is a live TCP sock, and its lock is held (`_guard`).
+        // SAFETY: The sock is live, and its lock is held (`_guard`); the helper only touches a
+        // plain TCP socket's slot that holds our marker.
         unsafe { b::kcmrs_sk_release_ulp_slot(self.sk()) };
     }
 
@@ -110,7 +142,7 @@ impl StreamSocket {
     }
 
     /// Listening or closed (never connected, or done).
-    pub(crate) fn is_listening_or_closed(&self) -> bool {
+    fn is_listening_or_closed(&self) -> bool {
         matches!(self.state(), b::TCP_LISTEN | b::TCP_CLOSE)
     }
 
@@ -129,10 +161,10 @@ impl StreamSocket {
             )
     }
 
-    /// TCP_CORK on (hold partial segments) or off (push them).
+    /// TCP_CORK on (hold partial segments) or off (push them); for MPTCP, on every subflow.
     pub(crate) fn set_cork(&self, on: bool) {
-        // SAFETY: The sock is a live TCP sock (attach checks the protocol).
-        unsafe { b::tcp_sock_set_cork(self.sk(), on) };
+        // SAFETY: The sock is live and a TCP or MPTCP sock ([`Self::claim`]); no lock held.
+        unsafe { b::kcmrs_sk_set_cork(self.sk(), on) };
     }
 
     /// Receive queue length, receive memory, write queue length, write memory (for /proc).
@@ -193,15 +225,27 @@ impl StreamSocket {
     /// Installs the psock callbacks; the socket keeps `psock` (as `sk_user_data`) until
     /// [`StreamSocket::restore_callbacks`]. EALREADY when another user (KCM, sockmap, a ULP)
     /// owns `sk_user_data`.
+    ///
+    /// With kernel TLS the psock hears of whole records (TLS's own record callback) instead of
+    /// bytes: TLS keeps `sk_data_ready` for its record parser.
     pub(crate) fn take_callbacks(&self, psock: Arc<Psock>) -> Result {
+        let tls_records = self.transport == Transport::Tls;
+        let data_ready = if tls_records {
+            psock_record_ready as unsafe extern "C" fn(*mut b::sock)
+        } else {
+            psock_data_ready
+        };
         let raw = Arc::into_raw(psock);
-        // SAFETY: The sock is live; `saved` is ours to write, and is written before the
-        // callbacks can run, under `sk_callback_lock`.
+        // SAFETY: `saved` is ours to write; nothing reads it before the take below.
+        unsafe { (*self.saved.get()).tls_records = tls_records };
+        // SAFETY: The sock is live (and has a TLS receive context when `tls_records`, as
+        // `claim` found); `saved` is written before the callbacks can run, under
+        // `sk_callback_lock`.
         let ret = unsafe {
             b::kcmrs_sk_take_callbacks(
                 self.sk(),
                 raw.cast_mut().cast(),
-                Some(psock_data_ready),
+                Some(data_ready),
                 Some(psock_state_change),
                 self.saved.get(),
             )
@@ -232,22 +276,36 @@ impl StreamSocket {
         }
     }
 
-    /// Reads the received bytes through `actor`, which returns how many of each chunk it used
-    /// (0 stops the read). Returns what `read_sock` returns.
-    pub(crate) fn read(
-        &self,
-        _guard: &StreamGuard<'_>,
-        actor: &mut dyn FnMut(&SkbChunk<'_>) -> usize,
-    ) -> i32 {
+    /// Reads the received bytes (with TLS: the decrypted bytes of whole records) through
+    /// `actor`, which returns how many of each chunk it used (0 stops the read). Returns the
+    /// bytes read, or the transport's error (with TLS: EBADMSG for a record that does not
+    /// decrypt, EINVAL for a record that is not data), which comes after the bytes before it
+    /// went to `actor`. Takes the socket lock for the read.
+    pub(crate) fn read(&self, actor: &mut dyn FnMut(&SkbChunk<'_>) -> usize) -> Result<usize> {
+        let _guard = self.lock();
         let mut actor = actor;
-        let mut desc = b::read_descriptor_t {
-            count: 1,
-            ..Default::default()
-        };
-        desc.arg.data = (&raw mut actor).cast();
-        // SAFETY: The socket lock is held (`_guard`); `desc.arg.data` points to `actor`, which
-        // outlives the call, and `read_actor` is the only user of it.
-        unsafe { b::kcmrs_read_sock(self.sock.as_ptr(), &mut desc, Some(read_actor)) }
+        let mut total = 0;
+        // `read_sock` of kernel TLS returns what it read and keeps a failure for the next
+        // call: read again until nothing comes, the actor stops, or the read fails.
+        loop {
+            let mut desc = b::read_descriptor_t {
+                count: 1,
+                ..Default::default()
+            };
+            desc.arg.data = (&raw mut actor).cast();
+            // SAFETY: The socket lock is held (`_guard`), as every transport's `read_sock`
+            // needs; `desc.arg.data` points to `actor`, which outlives the call, and
+            // `read_actor` is the only user of it.
+            let ret =
+                unsafe { b::kcmrs_read_sock(self.sock.as_ptr(), &mut desc, Some(read_actor)) };
+            match kernel::error::to_result(ret) {
+                Ok(()) if ret > 0 && desc.count != 0 => total += ret as usize,
+                Ok(()) => return Ok(total + ret as usize),
+                // Nothing to read now (TLS: no whole record yet, or a user's read is under way).
+                Err(e) if e == EAGAIN => return Ok(total),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Waits until the socket has send space, up to `*timeo` jiffies (updated). EAGAIN when the
@@ -339,7 +397,7 @@ unsafe fn with_psock(sk: *mut b::sock, f: impl FnOnce(Arc<Psock>)) -> bool {
     found
 }
 
-/// `sk_data_ready` of an attached socket.
+/// `sk_data_ready` of an attached TCP or MPTCP socket.
 ///
 /// # Safety
 ///
@@ -350,7 +408,22 @@ unsafe extern "C" fn psock_data_ready(sk: *mut b::sock) {
     if !found {
         // Unattached meanwhile: the socket's own callback is back in place.
         // SAFETY: `sk` is live.
-        unsafe { b::kcmrs_sk_data_ready(sk) };
+        unsafe { b::kcmrs_sk_own_data_ready(sk, false) };
+    }
+}
+
+/// The record callback of kernel TLS on an attached TLS socket: a whole record arrived.
+///
+/// # Safety
+///
+/// Called by kernel TLS only, on a live sock with a TLS receive context.
+unsafe extern "C" fn psock_record_ready(sk: *mut b::sock) {
+    // SAFETY: `sk` is live.
+    let found = unsafe { with_psock(sk, Psock::data_ready) };
+    if !found {
+        // Unattached meanwhile: TLS's callback is back in place.
+        // SAFETY: `sk` is live and has a TLS receive context (it lives as long as the sock).
+        unsafe { b::kcmrs_sk_own_data_ready(sk, true) };
     }
 }
 
