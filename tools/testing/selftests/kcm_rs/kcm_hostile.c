@@ -269,7 +269,11 @@ TEST(sockmap_and_kcm_exclude_each_other)
 	close(bpf);
 }
 
-/* A TCP socket with another upper-layer protocol (kernel TLS) is refused. */
+/*
+ * A TCP socket with an upper-layer protocol whose stream is not the
+ * application's is refused: here the TLS ULP before any key is set (kcm_tls
+ * attaches TLS sockets with keys for both directions).
+ */
 TEST(socket_with_a_ulp_is_refused)
 {
 	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), bpf = load_len_prefix_parser(), tcp[2];

@@ -158,8 +158,11 @@ static inline int load_const_parser(int value)
 	return bpf_load(BPF_PROG_TYPE_SOCKET_FILTER, insns, 2);
 }
 
-/* A connected TCP pair over loopback: fds[0] the client, fds[1] the accepted end. */
-static inline int tcp_pair(int family, int fds[2])
+/*
+ * A connected pair of stream sockets of @protocol (IPPROTO_TCP, IPPROTO_MPTCP)
+ * over loopback: fds[0] the client, fds[1] the accepted end.
+ */
+static inline int stream_pair(int family, int protocol, int fds[2])
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -179,11 +182,11 @@ static inline int tcp_pair(int family, int fds[2])
 		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		len = sizeof(*a);
 	}
-	lfd = socket(family, SOCK_STREAM, 0);
+	lfd = socket(family, SOCK_STREAM, protocol);
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&ss, len) || listen(lfd, 8) ||
 	    getsockname(lfd, (struct sockaddr *)&ss, &len))
 		return -1;
-	fds[0] = socket(family, SOCK_STREAM, 0);
+	fds[0] = socket(family, SOCK_STREAM, protocol);
 	if (fds[0] < 0 || connect(fds[0], (struct sockaddr *)&ss, len))
 		return -1;
 	fds[1] = accept(lfd, NULL, NULL);
@@ -193,6 +196,12 @@ static inline int tcp_pair(int family, int fds[2])
 	setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return 0;
+}
+
+/* A connected TCP pair over loopback: fds[0] the client, fds[1] the accepted end. */
+static inline int tcp_pair(int family, int fds[2])
+{
+	return stream_pair(family, IPPROTO_TCP, fds);
 }
 
 static inline int kcm_attach(int kcm, int fd, int bpf_fd)
