@@ -13,6 +13,15 @@
  *
  * Messages: 4-byte big-endian payload length, then the payload. The parser is
  * kcm_len_parser.bpf.o (clang -target bpf), loaded by bpf_elf_load.h.
+ *
+ * KCM_TRANSPORT picks what carries the connections (kcm-rs; net/kcm takes
+ * plain TCP only):
+ *   tcp	TCP (the default);
+ *   mptcp	Multipath TCP (IPPROTO_MPTCP): on one host a single subflow, across
+ *		hosts with MPTCP endpoints (ip mptcp endpoint) several paths;
+ *   tls	TCP with kernel TLS (TLS 1.3, AES-GCM-128) in both directions. The
+ *		keys here are fixed demo keys: a real application takes them from
+ *		its TLS handshake (a TLS library with kTLS support), then attaches.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -30,12 +39,24 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/kcm.h>
+#include <linux/tls.h>
 
 #include "bpf_elf_load.h"
 
 #ifndef AF_KCM
 #define AF_KCM 41
 #endif
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
+
+static enum { TRANSPORT_TCP, TRANSPORT_MPTCP, TRANSPORT_TLS } transport;
 
 #define MAX_PAYLOAD 4000
 
@@ -169,11 +190,54 @@ static void *client_worker(void *arg)
 	return NULL;
 }
 
+/*
+ * Kernel TLS on a connected socket, before it is attached: TLS 1.3 with
+ * AES-GCM-128 both ways. Demo keys: client-to-server bytes of 0x11,
+ * server-to-client bytes of 0x22 (key, IV and salt alike).
+ */
+static void tls_on(int fd, int client)
+{
+	struct tls12_crypto_info_aes_gcm_128 keys[2];
+
+	for (int dir = 0; dir < 2; dir++) {
+		unsigned char seed = dir ? 0x22 : 0x11;
+
+		memset(&keys[dir], 0, sizeof(keys[dir]));
+		keys[dir].info.version = TLS_1_3_VERSION;
+		keys[dir].info.cipher_type = TLS_CIPHER_AES_GCM_128;
+		memset(keys[dir].key, seed, sizeof(keys[dir].key));
+		memset(keys[dir].iv, seed, sizeof(keys[dir].iv));
+		memset(keys[dir].salt, seed, sizeof(keys[dir].salt));
+	}
+	if (setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")))
+		die("TCP_ULP tls");
+	if (setsockopt(fd, SOL_TLS, TLS_TX, &keys[client ? 0 : 1], sizeof(keys[0])) ||
+	    setsockopt(fd, SOL_TLS, TLS_RX, &keys[client ? 1 : 0], sizeof(keys[0])))
+		die("TLS_TX/TLS_RX");
+}
+
+/* A connected socket of the transport, ready to attach. */
+static int ready_to_attach(int fd, int client)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (transport == TRANSPORT_TLS)
+		tls_on(fd, client);
+	return fd;
+}
+
+static int stream_socket(void)
+{
+	return socket(AF_INET, SOCK_STREAM,
+		      transport == TRANSPORT_MPTCP ? IPPROTO_MPTCP : IPPROTO_TCP);
+}
+
 static int tcp_listen(int port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1, fd = stream_socket();
 
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 64))
@@ -185,15 +249,12 @@ static int tcp_connect(int port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int one = 1;
 
 	for (int tries = 0; tries < 100; tries++) {
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		int fd = stream_socket();
 
-		if (!connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-			return fd;
-		}
+		if (!connect(fd, (struct sockaddr *)&a, sizeof(a)))
+			return ready_to_attach(fd, 1);
 		close(fd);
 		usleep(50000);
 	}
@@ -209,11 +270,22 @@ int main(int argc, char **argv)
 	double secs;
 	unsigned int missing = 0;
 
+	const char *how = getenv("KCM_TRANSPORT");
+
 	if (getenv("KCM_PARSER"))
 		parser_path = getenv("KCM_PARSER");
+	if (how && !strcmp(how, "mptcp"))
+		transport = TRANSPORT_MPTCP;
+	else if (how && !strcmp(how, "tls"))
+		transport = TRANSPORT_TLS;
+	else if (how && *how && strcmp(how, "tcp")) {
+		fprintf(stderr, "KCM_TRANSPORT must be tcp, mptcp or tls\n");
+		return 2;
+	}
 	if (argc < 5 || (strcmp(argv[1], "server") && (strcmp(argv[1], "client") || argc < 6))) {
-		fprintf(stderr, "usage: %s server PORT CONNS THREADS\n"
-				"       %s client PORT CONNS THREADS MESSAGES\n", argv[0], argv[0]);
+		fprintf(stderr, "usage: [KCM_TRANSPORT=tcp|mptcp|tls] %s server PORT CONNS THREADS\n"
+				"       [KCM_TRANSPORT=...] %s client PORT CONNS THREADS MESSAGES\n",
+			argv[0], argv[0]);
 		return 2;
 	}
 	port = atoi(argv[2]);
@@ -223,17 +295,17 @@ int main(int argc, char **argv)
 		return 2;
 
 	if (!strcmp(argv[1], "server")) {
-		int lfd = tcp_listen(port), one = 1;
+		int lfd = tcp_listen(port);
 
 		for (int i = 0; i < nconns; i++) {
 			conns[i] = accept(lfd, NULL, NULL);
 			if (conns[i] < 0)
 				die("accept");
-			setsockopt(conns[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			ready_to_attach(conns[i], 0);
 		}
 		kcm_mux = make_mux(conns, nconns);
-		printf("kcm_echo server: %d connections on one multiplexor, %d threads\n",
-		       nconns, nthreads);
+		printf("kcm_echo server: %d %s connections on one multiplexor, %d threads\n",
+		       nconns, how && *how ? how : "tcp", nthreads);
 		for (long t = 0; t < nthreads; t++)
 			pthread_create(&th[t], NULL, server_worker,
 				       (void *)(long)(t ? clone_of(kcm_mux) : kcm_mux));

@@ -8,7 +8,7 @@
 # runs each of its two tests (default 15); KCM_FUZZ_SEED replays a fuzz run.
 dir=${1:-$(dirname "$0")}
 pass=0 fail=0
-for t in ${KCM_TESTS:-kcm_socket kcm_data kcm_hostile kcm_replay kcm_faults kcm_module kcm_stress kcm_fuzz}; do
+for t in ${KCM_TESTS:-kcm_socket kcm_data kcm_hostile kcm_replay kcm_faults kcm_module kcm_tls kcm_mptcp kcm_stress kcm_fuzz}; do
 	echo "# === $t (provider ${KCM_PROVIDER:-?})"
 	"$dir/$t" >/tmp/$t.tap 2>&1
 	rc=$?
@@ -46,6 +46,23 @@ if [ -z "$KCM_TESTS" ] && [ -x "$samples/kcm_echo" ]; then
 		echo "ok - samples/kcm_echo exchange"; pass=$((pass + 1))
 	else
 		echo "not ok - samples/kcm_echo exchange"; fail=$((fail + 1))
+	fi
+	# The same service over MPTCP and kernel TLS connections (kcm-rs only:
+	# net/kcm refuses MPTCP and parses TLS ciphertext).
+	if [ "$KCM_PROVIDER" != c ]; then
+		port=7000
+		for transport in mptcp tls; do
+			port=$((port + 1))
+			echo "# === samples/kcm_echo over $transport"
+			(cd "$samples" && export KCM_TRANSPORT=$transport &&
+				{ ./kcm_echo server $port 3 3 & sleep 1
+				./kcm_echo client $port 3 3 600; rc=$?; wait; exit $rc; })
+			if [ $? = 0 ]; then
+				echo "ok - samples/kcm_echo exchange over $transport"; pass=$((pass + 1))
+			else
+				echo "not ok - samples/kcm_echo exchange over $transport"; fail=$((fail + 1))
+			fi
+		done
 	fi
 fi
 echo "selftests: $pass passed, $fail failed"
