@@ -20,19 +20,6 @@
 
 static unsigned char buf[256 * 1024];
 
-/* Reads one framed message of @seq from a stream; 0 when it is whole and intact. */
-static int read_frame(int fd, unsigned int seq, size_t payload)
-{
-	uint32_t be;
-
-	if (read_all(fd, buf, 4))
-		return -1;
-	memcpy(&be, buf, 4);
-	if (ntohl(be) != payload || read_all(fd, buf + 4, payload))
-		return -2;
-	return check_frame(buf, payload + 4, seq) ? 0 : -3;
-}
-
 FIXTURE(mptcp)
 {
 	int kcm, bpf, fds[2];
@@ -80,24 +67,9 @@ static const size_t sizes[] = { 0, 1, 100, 1000, 16384, 70000, 100000 };
 TEST_F(mptcp, roundtrip)
 {
 	char text[4096];
-	size_t n, total = 0;
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->fds[0], self->bpf));
-	for (unsigned int i = 0; i < NSIZES; i++)
-		total += make_frame(buf + total, i, sizes[i]);
-	ASSERT_EQ(0, write_all(self->fds[1], buf, total));
-	for (unsigned int i = 0; i < NSIZES; i++) {
-		ASSERT_EQ(1, wait_readable(self->kcm, 20000));
-		n = recv(self->kcm, buf, sizeof(buf), 0);
-		ASSERT_EQ(sizes[i] + 4, n);
-		ASSERT_TRUE(check_frame(buf, n, i));
-	}
-	for (unsigned int i = 0; i < NSIZES; i++) {
-		n = make_frame(buf, 100 + i, sizes[i]);
-		ASSERT_EQ(n, send(self->kcm, buf, n, 0));
-	}
-	for (unsigned int i = 0; i < NSIZES; i++)
-		ASSERT_EQ(0, read_frame(self->fds[1], 100 + i, sizes[i]));
+	ASSERT_EQ(0, exchange_sizes(self->kcm, self->fds[1], sizes, NSIZES, buf, sizeof(buf)));
 	ASSERT_LT(0, read_file("/proc/net/kcm", text, sizeof(text)));
 	EXPECT_NE(NULL, strstr(text, "MPTCP")) TH_LOG("%s", text);
 }
@@ -113,7 +85,7 @@ TEST_F(mptcp, batch)
 		ASSERT_EQ(n, send(self->kcm, buf, n, i < 7 ? MSG_BATCH : 0));
 	}
 	for (unsigned int i = 0; i < 8; i++)
-		ASSERT_EQ(0, read_frame(self->fds[1], i, 300));
+		ASSERT_EQ(0, read_frame(self->fds[1], buf, sizeof(buf), i, 300));
 }
 
 /* Both ends multiplexed: the accepted MPTCP socket on a second multiplexor. */
@@ -152,16 +124,16 @@ TEST_F(mptcp, unattach_leaves_socket_usable)
 	ASSERT_EQ(n, recv(self->kcm, buf, sizeof(buf), 0));
 	n = make_frame(buf, 2, 500);
 	ASSERT_EQ(n, send(self->kcm, buf, n, 0));
-	ASSERT_EQ(0, read_frame(self->fds[1], 2, 500));
+	ASSERT_EQ(0, read_frame(self->fds[1], buf, sizeof(buf), 2, 500));
 	ASSERT_EQ(0, kcm_unattach(self->kcm, self->fds[0]));
 
 	n = make_frame(buf, 3, 20000);
 	ASSERT_EQ(0, write_all(self->fds[1], buf, n));
 	ASSERT_EQ(1, wait_readable(self->fds[0], 20000));
-	ASSERT_EQ(0, read_frame(self->fds[0], 3, 20000));
+	ASSERT_EQ(0, read_frame(self->fds[0], buf, sizeof(buf), 3, 20000));
 	n = make_frame(buf, 4, 700);
 	ASSERT_EQ(0, write_all(self->fds[0], buf, n));
-	ASSERT_EQ(0, read_frame(self->fds[1], 4, 700));
+	ASSERT_EQ(0, read_frame(self->fds[1], buf, sizeof(buf), 4, 700));
 	ASSERT_EQ(0, fcntl(self->kcm, F_SETFL, O_NONBLOCK));
 	EXPECT_EQ(-1, recv(self->kcm, buf, sizeof(buf), 0));
 	EXPECT_EQ(EAGAIN, errno);

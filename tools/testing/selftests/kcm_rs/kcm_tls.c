@@ -142,32 +142,10 @@ static const size_t sizes[] = { 0, 1, 100, 1000, 16380, 16384, 40000, 100000 };
 TEST_F(tls, roundtrip)
 {
 	char text[4096];
-	size_t n, total = 0;
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->fds[0], self->bpf));
 	/* One write holds every message: records and messages do not line up. */
-	for (unsigned int i = 0; i < NSIZES; i++)
-		total += make_frame(buf + total, i, sizes[i]);
-	ASSERT_EQ(0, write_all(self->fds[1], buf, total));
-	for (unsigned int i = 0; i < NSIZES; i++) {
-		ASSERT_EQ(1, wait_readable(self->kcm, 20000));
-		n = recv(self->kcm, buf, sizeof(buf), 0);
-		ASSERT_EQ(sizes[i] + 4, n);
-		ASSERT_TRUE(check_frame(buf, n, i));
-	}
-	for (unsigned int i = 0; i < NSIZES; i++) {
-		n = make_frame(buf, 100 + i, sizes[i]);
-		ASSERT_EQ(n, send(self->kcm, buf, n, 0));
-	}
-	for (unsigned int i = 0; i < NSIZES; i++) {
-		uint32_t be;
-
-		ASSERT_EQ(0, read_all(self->fds[1], buf, 4));
-		memcpy(&be, buf, 4);
-		ASSERT_EQ(sizes[i], ntohl(be));
-		ASSERT_EQ(0, read_all(self->fds[1], buf + 4, sizes[i]));
-		ASSERT_TRUE(check_frame(buf, sizes[i] + 4, 100 + i));
-	}
+	ASSERT_EQ(0, exchange_sizes(self->kcm, self->fds[1], sizes, NSIZES, buf, sizeof(buf)));
 	ASSERT_LT(0, read_file("/proc/net/kcm", text, sizeof(text)));
 	EXPECT_NE(NULL, strstr(text, "TLS")) TH_LOG("%s", text);
 	EXPECT_EQ(NULL, strstr(text, "RxStop")) TH_LOG("%s", text);

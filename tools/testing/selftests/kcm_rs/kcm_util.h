@@ -325,6 +325,61 @@ static inline int read_file(const char *path, char *buf, size_t cap)
 	return total;
 }
 
+/*
+ * Reads one message of @payload bytes from a stream into @buf and checks it
+ * is frame @seq: 0, or -1 (short stream), -2 (wrong length), -3 (bytes).
+ */
+static inline int read_frame(int fd, unsigned char *buf, size_t cap, unsigned int seq,
+			     size_t payload)
+{
+	uint32_t be;
+
+	if (payload + 4 > cap || read_all(fd, buf, 4))
+		return -1;
+	memcpy(&be, buf, 4);
+	if (ntohl(be) != payload || read_all(fd, buf + 4, payload))
+		return -2;
+	return check_frame(buf, payload + 4, seq) ? 0 : -3;
+}
+
+/*
+ * A message of each of @n payload sizes both ways between the multiplexor
+ * @kcm and the @peer end of its only psock: the peer writes them all in one
+ * write (so messages do not line up with segments or records), @kcm receives
+ * each whole; then @kcm sends each, the peer reads and checks the stream.
+ * 0, or the number (1-based) of the first message that failed, negated for
+ * the send direction.
+ */
+static inline int exchange_sizes(int kcm, int peer, const size_t *sizes, unsigned int n,
+				 unsigned char *buf, size_t cap)
+{
+	size_t len, total = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (total + sizes[i] + 4 > cap)
+			return 1;
+		total += make_frame(buf + total, i, sizes[i]);
+	}
+	if (write_all(peer, buf, total))
+		return 1;
+	for (unsigned int i = 0; i < n; i++) {
+		if (wait_readable(kcm, 20000) != 1)
+			return i + 1;
+		len = recv(kcm, buf, cap, 0);
+		if (len != sizes[i] + 4 || !check_frame(buf, len, i))
+			return i + 1;
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		len = make_frame(buf, 100 + i, sizes[i]);
+		if (send(kcm, buf, len, 0) != (ssize_t)len)
+			return -(int)(i + 1);
+	}
+	for (unsigned int i = 0; i < n; i++)
+		if (read_frame(peer, buf, cap, 100 + i, sizes[i]))
+			return -(int)(i + 1);
+	return 0;
+}
+
 static inline int is_c_provider(void)
 {
 	const char *p = getenv("KCM_PROVIDER");
