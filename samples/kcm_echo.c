@@ -19,9 +19,9 @@
  *   tcp	TCP (the default);
  *   mptcp	Multipath TCP (IPPROTO_MPTCP): on one host a single subflow, across
  *		hosts with MPTCP endpoints (ip mptcp endpoint) several paths;
- *   tls	TCP with kernel TLS (TLS 1.3, AES-GCM-128) in both directions. The
- *		keys here are fixed demo keys: a real application takes them from
- *		its TLS handshake (a TLS library with kTLS support), then attaches.
+ *   tls	TCP with kernel TLS (TLS 1.3, AES-GCM-128) in both directions,
+ *		with the fixed demo keys of ktls_demo_keys.h: a real application
+ *		takes them from its TLS handshake, then attaches.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -39,21 +39,15 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/kcm.h>
-#include <linux/tls.h>
 
 #include "bpf_elf_load.h"
+#include "ktls_demo_keys.h"
 
 #ifndef AF_KCM
 #define AF_KCM 41
 #endif
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
-#endif
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
-#ifndef TCP_ULP
-#define TCP_ULP 31
 #endif
 
 static enum { TRANSPORT_TCP, TRANSPORT_MPTCP, TRANSPORT_TLS } transport;
@@ -190,40 +184,14 @@ static void *client_worker(void *arg)
 	return NULL;
 }
 
-/*
- * Kernel TLS on a connected socket, before it is attached: TLS 1.3 with
- * AES-GCM-128 both ways. Demo keys: client-to-server bytes of 0x11,
- * server-to-client bytes of 0x22 (key, IV and salt alike).
- */
-static void tls_on(int fd, int client)
-{
-	struct tls12_crypto_info_aes_gcm_128 keys[2];
-
-	for (int dir = 0; dir < 2; dir++) {
-		unsigned char seed = dir ? 0x22 : 0x11;
-
-		memset(&keys[dir], 0, sizeof(keys[dir]));
-		keys[dir].info.version = TLS_1_3_VERSION;
-		keys[dir].info.cipher_type = TLS_CIPHER_AES_GCM_128;
-		memset(keys[dir].key, seed, sizeof(keys[dir].key));
-		memset(keys[dir].iv, seed, sizeof(keys[dir].iv));
-		memset(keys[dir].salt, seed, sizeof(keys[dir].salt));
-	}
-	if (setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")))
-		die("TCP_ULP tls");
-	if (setsockopt(fd, SOL_TLS, TLS_TX, &keys[client ? 0 : 1], sizeof(keys[0])) ||
-	    setsockopt(fd, SOL_TLS, TLS_RX, &keys[client ? 1 : 0], sizeof(keys[0])))
-		die("TLS_TX/TLS_RX");
-}
-
 /* A connected socket of the transport, ready to attach. */
 static int ready_to_attach(int fd, int client)
 {
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (transport == TRANSPORT_TLS)
-		tls_on(fd, client);
+	if (transport == TRANSPORT_TLS && ktls_demo_on(fd, client))
+		die("kernel TLS (TCP_ULP, TLS_TX, TLS_RX)");
 	return fd;
 }
 

@@ -3,13 +3,23 @@
  * kcmperf: throughput of an AF_KCM provider, and of plain TCP with user-space
  * framing as the baseline, over loopback.
  *
- *   kcmperf -p rs|c|user [options] MODE...
+ *   kcmperf -p rs|c|user [-T tcp|mptcp|tls] [options] MODE...
  *
  * MODE is rr, stream-recv, stream-send or all. Every message is a 4-byte
  * big-endian payload length followed by the payload; "size" is the payload
  * size. The KCM providers (rs: kcm_rs.ko, c: the in-tree kcm.ko; the name is
  * a label, checked against /proc/modules) frame with a BPF socket-filter
  * parser that returns 4 + the length read at offset 0 of the message.
+ *
+ * -T chooses the transport of every connection, the attached ones and the
+ * baseline's alike: tcp (default); mptcp, Multipath TCP (IPPROTO_MPTCP; over
+ * loopback one subflow; a connection that falls back to TCP is an error); or
+ * tls, TCP with kernel TLS (TLS 1.3, AES-GCM-128) in both directions, put on
+ * both ends right after the connection is made, before it is attached or
+ * used, with fixed keys mirrored on the peer. Over tls the baseline and the
+ * peers read and write plaintext through the kTLS sockets. The in-tree
+ * kcm.ko takes neither (it refuses MPTCP and parses kTLS ciphertext): -p c
+ * runs over tcp only.
  *
  *   rr           T threads on clones of one multiplexor over C connections
  *                to an echo peer (user-space threads, one per connection,
@@ -41,6 +51,8 @@
  * Output: one line per measurement, tab-separated, starting with KCMPERF:
  *   KCMPERF provider round mode method size threads conns status
  *           rate(msg/s) MB/s(payload, 10^6) messages seconds busy-cpus detail
+ * provider is rs, c or user over tcp, and rs+mptcp, user+tls, ... over the
+ * other transports.
  * rate is transactions/s for rr. busy-cpus is the system-wide busy CPU time
  * per second of the window (from /proc/stat), which includes the kernel's
  * work items and softirqs. Lines starting with # are comments.
@@ -68,11 +80,22 @@
 #include <linux/bpf.h>
 #include <linux/kcm.h>
 
+#include "ktls_demo_keys.h"
+
 #ifndef AF_KCM
 #define AF_KCM 41
 #endif
 #ifndef SOL_KCM
 #define SOL_KCM 281
+#endif
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
+#ifndef SOL_MPTCP
+#define SOL_MPTCP 284
+#endif
+#ifndef MPTCP_INFO
+#define MPTCP_INFO 1
 #endif
 
 #define MAX_THREADS 64
@@ -83,9 +106,10 @@
 /* Bytes of frames per write of the stream writer (whole frames, at least 4). */
 #define BLOCK_BYTES (256 * 1024)
 /*
- * Receive timeout of all sockets and send timeout of TCP sockets: how often a
- * blocked thread looks at the stop flags. A KCM send that blocks for the
- * stall time (-S) is a stall: nothing but the measured peer can unblock it.
+ * Receive timeout of all sockets and send timeout of the connections: how
+ * often a blocked thread looks at the stop flags. A KCM send that blocks for
+ * the stall time (-S) is a stall: nothing but the measured peer can unblock
+ * it.
  */
 #define POLL_MS 200
 
@@ -94,8 +118,13 @@ static const char *const status_name[] = { "ok", "misframed", "stall", "lost", "
 
 enum phase { RUN, STOP, ABORT };
 
+enum transport { TR_TCP, TR_MPTCP, TR_TLS };
+static const char *const transport_name[] = { "tcp", "mptcp", "tls" };
+
 /* Options. */
 static const char *provider = "rs";
+static char label[32];		/* provider, or provider+transport, for the output */
+static int transport = TR_TCP;
 static int use_kcm = 1;
 static double opt_duration = 2.0, opt_warmup = 0.3, opt_stall = 3.0;
 static int opt_round = 1, opt_rr_conns = 4, opt_stream_conns = 1, opt_batch = 32;
@@ -230,18 +259,32 @@ static void set_timeouts(int fd, double send_secs)
 		die("SO_RCVTIMEO/SO_SNDTIMEO");
 }
 
-/* @n connected loopback TCP pairs: cli[i] connected to srv[i], TCP_NODELAY, timeouts. */
-static void tcp_pairs(int n, int *cli, int *srv)
+/* An MPTCP connection that fell back to plain TCP would measure TCP under the MPTCP label. */
+static void check_mptcp(int fd)
+{
+	socklen_t len = 0;
+
+	/* MPTCP_INFO with length 0: 0 while MPTCP is in use, an error after a fallback. */
+	if (getsockopt(fd, SOL_MPTCP, MPTCP_INFO, NULL, &len))
+		die("MPTCP_INFO (fell back to TCP?)");
+}
+
+/*
+ * @n connected loopback pairs of the transport: cli[i] connected to srv[i],
+ * TCP_NODELAY, timeouts, and over tls kernel TLS on both ends.
+ */
+static void conn_pairs(int n, int *cli, int *srv)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(a);
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	int proto = transport == TR_MPTCP ? IPPROTO_MPTCP : 0;
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, proto), one = 1;
 
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, len) || listen(lfd, MAX_CONNS) ||
 	    getsockname(lfd, (struct sockaddr *)&a, &len))
 		die("listen");
 	for (int i = 0; i < n; i++) {
-		cli[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		cli[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, proto);
 		if (cli[i] < 0 || connect(cli[i], (struct sockaddr *)&a, len))
 			die("connect");
 		srv[i] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -251,6 +294,14 @@ static void tcp_pairs(int n, int *cli, int *srv)
 		setsockopt(srv[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		set_timeouts(cli[i], POLL_MS / 1000.0);
 		set_timeouts(srv[i], POLL_MS / 1000.0);
+		if (transport == TR_MPTCP) {
+			check_mptcp(cli[i]);
+			check_mptcp(srv[i]);
+		} else if (transport == TR_TLS) {
+			/* Fixed keys: every connection has the same ones. */
+			if (ktls_demo_on(cli[i], 1) || ktls_demo_on(srv[i], 0))
+				die("kernel TLS (TCP_ULP, TLS_TX, TLS_RX)");
+		}
 	}
 	close(lfd);
 }
@@ -278,7 +329,7 @@ static int load_parser(void)
 	return syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
 }
 
-/* A multiplexor with @n TCP sockets attached; returns its first KCM socket. */
+/* A multiplexor with @n connected sockets attached; returns its first KCM socket. */
 static int kcm_mux(const int *fds, int n)
 {
 	int mux = socket(AF_KCM, SOCK_DGRAM | SOCK_CLOEXEC, KCMPROTO_CONNECTED);
@@ -787,7 +838,7 @@ static void watchdog(int sig)
 
 static void reset(const char *mode, size_t size, int threads)
 {
-	snprintf(current, sizeof(current), "%s %s size %zu threads %d", provider, mode, size, threads);
+	snprintf(current, sizeof(current), "%s %s size %zu threads %d", label, mode, size, threads);
 	/* Every blocking call wakes up within POLL_MS: this only catches a hang. */
 	alarm((unsigned int)(opt_warmup + opt_duration + 3 * opt_stall) + 30);
 	memset(counters, 0, sizeof(counters));
@@ -804,7 +855,7 @@ static void report(const char *mode, const char *method, size_t size, int thread
 
 	if (status != ST_OK)
 		rate = 0;
-	printf("KCMPERF\t%s\t%d\t%s\t%s\t%zu\t%d\t%d\t%s\t%.1f\t%.3f\t%lu\t%.3f\t%.2f\t%s\n", provider,
+	printf("KCMPERF\t%s\t%d\t%s\t%s\t%zu\t%d\t%d\t%s\t%.1f\t%.3f\t%lu\t%.3f\t%.2f\t%s\n", label,
 	       opt_round, mode, method, size, threads, conns, status_name[status], rate,
 	       rate * size / 1e6, r->msgs, r->secs, r->cpus, detail[0] ? detail : "-");
 	fflush(stdout);
@@ -837,7 +888,7 @@ static void bench_rr(size_t size, int threads, int conns)
 	reset("rr", size, threads);
 	if (!use_kcm)
 		conns = threads;	/* the baseline: a connection per thread */
-	tcp_pairs(conns, cli, srv);
+	conn_pairs(conns, cli, srv);
 	for (int i = 0; i < conns; i++) {
 		echo[i] = (struct worker){ .fd = srv[i], .size = size };
 		start(&echo[i], echo_peer);
@@ -876,7 +927,7 @@ static void bench_stream_kcm(int send_side, int mmsg, size_t size, int conns)
 	reset(send_side ? (mmsg ? "stream-send sendmmsg" : "stream-send send")
 			: (mmsg ? "stream-recv recvmmsg" : "stream-recv recv"), size, 1);
 	recv_mmsg = mmsg;
-	tcp_pairs(conns, cli, srv);
+	conn_pairs(conns, cli, srv);
 	kw = (struct worker){ .fd = kcm_mux(cli, conns), .slot = send_side ? conns : 0, .size = size,
 			      .block = block, .block_bytes = bytes, .block_frames = frames };
 	fds[nfds++] = kw.fd;
@@ -907,7 +958,7 @@ static void bench_stream_user(size_t size, int conns)
 	struct result r;
 
 	reset("stream", size, 1);
-	tcp_pairs(conns, cli, srv);
+	conn_pairs(conns, cli, srv);
 	for (int i = 0; i < conns; i++) {
 		readers[i] = (struct worker){ .fd = cli[i], .slot = i, .size = size };
 		writers[i] = (struct worker){ .fd = srv[i], .slot = conns + i, .size = size, .block = block,
@@ -958,6 +1009,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: kcmperf -p rs|c|user [options] rr|stream-recv|stream-send|all...\n"
+		"  -T TRANS  transport of every connection: tcp (default), mptcp, or tls\n"
+		"            (kernel TLS 1.3); -p c takes tcp only\n"
 		"  -d SECS   counted duration of a measurement (default 2)\n"
 		"  -w SECS   warm-up before counting (default 0.3)\n"
 		"  -S SECS   no progress for this long: stall (default 3)\n"
@@ -997,9 +1050,16 @@ int main(int argc, char **argv)
 	int do_rr = 0, do_recv = 0, do_send = 0, check = 1, opt;
 	size_t tmp[MAX_SIZES];
 
-	while ((opt = getopt(argc, argv, "p:d:w:S:r:c:C:b:s:m:t:nh")) != -1) {
+	while ((opt = getopt(argc, argv, "p:T:d:w:S:r:c:C:b:s:m:t:nh")) != -1) {
 		switch (opt) {
 		case 'p': provider = optarg; break;
+		case 'T':
+			for (transport = 0; transport <= TR_TLS; transport++)
+				if (!strcmp(optarg, transport_name[transport]))
+					break;
+			if (transport > TR_TLS)
+				usage();
+			break;
 		case 'd': opt_duration = atof(optarg); break;
 		case 'w': opt_warmup = atof(optarg); break;
 		case 'S': opt_stall = atof(optarg); break;
@@ -1021,6 +1081,15 @@ int main(int argc, char **argv)
 	if (strcmp(provider, "rs") && strcmp(provider, "c") && strcmp(provider, "user"))
 		usage();
 	use_kcm = strcmp(provider, "user") != 0;
+	if (!strcmp(provider, "c") && transport != TR_TCP) {
+		fprintf(stderr, "kcmperf: -p c runs over tcp only: kcm.ko %s\n",
+			transport == TR_MPTCP ? "refuses MPTCP sockets" : "parses kTLS ciphertext");
+		exit(2);
+	}
+	if (transport == TR_TCP)
+		snprintf(label, sizeof(label), "%s", provider);
+	else
+		snprintf(label, sizeof(label), "%s+%s", provider, transport_name[transport]);
 	if (optind >= argc || opt_duration <= 0 || opt_rr_conns < 1 || opt_rr_conns > MAX_CONNS ||
 	    opt_stream_conns < 1 || opt_stream_conns > MAX_CONNS || opt_batch < 1 ||
 	    opt_batch > MAX_BATCH)

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 """Turns kcmperf's KCMPERF lines (tools/bench.sh) into a Markdown report of
 medians over rounds, with ratios kcm_rs / kcm and kcm_rs / user space, and a
-gnuplot chart.
+gnuplot chart. Measurements over MPTCP and kernel TLS (kcmperf -T, provider
+field rs+mptcp, user+tls, ...) get columns of their own.
 
   report.py --tsv results.tsv --md results.md [--png results.png]
             [--meta key=value]...
@@ -19,6 +20,9 @@ from collections import defaultdict
 FIELDS = ["tag", "provider", "round", "mode", "method", "size", "threads", "conns", "status",
           "rate", "mbps", "msgs", "secs", "cpus", "detail"]
 PROVIDERS = [("rs", "kcm_rs"), ("c", "kcm (C)"), ("user", "user space")]
+# Transports besides TCP (kcmperf -T), measured with kcm_rs and user space
+# only; their results have the provider field PROVIDER+TRANSPORT.
+TRANSPORTS = [("mptcp", "MPTCP"), ("tls", "kTLS")]
 STATUS_TEXT = {"misframed": "mis-framed", "stall": "stalled", "lost": "lost messages",
                "error": "error"}
 
@@ -114,8 +118,29 @@ def main():
         return sorted({(k[2], k[3], k[4]) for k in groups if k[1] == mode},
                       key=lambda k: (k[1], k[2], k[0]))
 
+    def cells(mode, method, size, threads, transports):
+        """kcm_rs, kcm (C), user space over TCP, then kcm_rs and user space over each transport."""
+        user = ("rr", "user") if mode == "rr" else ("stream", "read/write")
+        cs = [cell("rs", mode, method, size, threads), cell("c", mode, method, size, threads),
+              cell("user", *user, size, threads)]
+        for t, _ in transports:
+            cs += [cell(f"rs+{t}", mode, method, size, threads),
+                   cell(f"user+{t}", *user, size, threads)]
+        return cs
+
     rounds = sorted({r["round"] for r in rows})
-    rr_conns = sorted({r["conns"] for r in rows if r["mode"] == "rr" and r["provider"] != "user"})
+    rr_conns = sorted({r["conns"] for r in rows
+                       if r["mode"] == "rr" and r["provider"].split("+")[0] != "user"})
+    transports = [(t, label) for t, label in TRANSPORTS
+                  if any(r["provider"].endswith("+" + t) for r in rows)]
+    # The columns of the transports: kcm_rs, user space and their ratio each.
+    tr_head = "".join(f" kcm_rs {label} | user {label} | kcm_rs / user {label} |"
+                      for _, label in transports)
+    tr_align = "---:|---:|---:|" * len(transports)
+
+    def tr_cols(cs, text):
+        return "".join(f" {text(a)} | {text(b)} | {ratio(a, b)} |"
+                       for a, b in zip(cs[3::2], cs[4::2]))
     out = []
     w = out.append
     w("# kcm-rs benchmark: kcm_rs.ko, the in-tree kcm.ko, and user-space framing")
@@ -146,6 +171,18 @@ def main():
       "CPU µs/msg: busy time of all the guest's CPUs in the counted window (from /proc/stat) "
       "per message, kcm_rs / kcm (C) / user space.")
     w("")
+    if transports:
+        w(f"{', '.join(label for _, label in transports)}: the same measurements, with kcm_rs "
+          "and user space only, over other connections: "
+          + "; ".join({"mptcp": "MPTCP, Multipath TCP sockets (IPPROTO_MPTCP; one subflow "
+                                "over loopback)",
+                       "tls": "kTLS, TCP sockets with kernel TLS (TLS 1.3, AES-GCM-128) in "
+                              "both directions, set up on both ends before a socket is "
+                              "attached or used; user space reads and writes plaintext "
+                              "through them"}[t] for t, _ in transports)
+          + ". The in-tree kcm.ko takes neither (it refuses MPTCP sockets and parses the "
+          "ciphertext of kTLS ones). The CPU column is of the TCP measurements.")
+        w("")
 
     # Request/response.
     rr = keys("rr")
@@ -159,14 +196,17 @@ def main():
           "echo peer.")
         w("")
         w("| size | threads | kcm_rs | kcm (C) | user space | kcm_rs / C | kcm_rs / user | "
-          "CPU µs/msg |")
-        w("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"CPU µs/msg |{tr_head}")
+        w(f"|---:|---:|---:|---:|---:|---:|---:|---:|{tr_align}")
+
+        def rate(c):
+            return num(c.rate) if c.valid else c.failure()
+
         for _, size, threads in sorted({(None, k[1], k[2]) for k in rr}):
-            cs = [cell("rs", "rr", "kcm", size, threads), cell("c", "rr", "kcm", size, threads),
-                  cell("user", "rr", "user", size, threads)]
-            vals = [num(c.rate) if c.valid else c.failure() for c in cs]
+            cs = cells("rr", "kcm", size, threads, transports)
+            vals = [rate(c) for c in cs[:3]]
             w(f"| {size_text(size)} | {threads} | {' | '.join(vals)} | {ratio(cs[0], cs[1])} | "
-              f"{ratio(cs[0], cs[2])} | {cpu_text(cs)} |")
+              f"{ratio(cs[0], cs[2])} | {cpu_text(cs[:3])} |{tr_cols(cs, rate)}")
         w("")
 
     # Streams.
@@ -188,14 +228,17 @@ def main():
         w(what)
         w("")
         w("| size | call | kcm_rs | kcm (C) | user space | kcm_rs / C | kcm_rs / user | "
-          "CPU µs/msg |")
-        w("|---:|---|---:|---:|---:|---:|---:|---:|")
+          f"CPU µs/msg |{tr_head}")
+        w(f"|---:|---|---:|---:|---:|---:|---:|---:|{tr_align}")
+
+        def rate_mbps(c):
+            return f"{num(c.rate)} ({num(c.mbps)})" if c.valid else c.failure()
+
         for method, size, _ in ks:
-            cs = [cell("rs", mode, method, size, 1), cell("c", mode, method, size, 1),
-                  cell("user", "stream", "read/write", size, 1)]
-            vals = [f"{num(c.rate)} ({num(c.mbps)})" if c.valid else c.failure() for c in cs]
+            cs = cells(mode, method, size, 1, transports)
+            vals = [rate_mbps(c) for c in cs[:3]]
             w(f"| {size_text(size)} | {method} | {' | '.join(vals)} | {ratio(cs[0], cs[1])} | "
-              f"{ratio(cs[0], cs[2])} | {cpu_text(cs)} |")
+              f"{ratio(cs[0], cs[2])} | {cpu_text(cs[:3])} |{tr_cols(cs, rate_mbps)}")
         w("")
 
     failures = defaultdict(list)
@@ -222,10 +265,10 @@ def main():
         f.write("\n".join(out))
 
     if args.png:
-        chart(args.png, meta, groups, keys, cell)
+        chart(args.png, meta, keys, cells, transports)
 
 
-def chart(png, meta, groups, keys, cell):
+def chart(png, meta, keys, cells, transports):
     if not shutil.which("gnuplot"):
         print("report: no gnuplot, no chart", file=sys.stderr)
         return
@@ -243,9 +286,8 @@ def chart(png, meta, groups, keys, cell):
         if rr:
             lines = []
             for _, size, threads in sorted({(None, k[1], k[2]) for k in rr}):
-                cs = [cell("rs", "rr", "kcm", size, threads), cell("c", "rr", "kcm", size, threads),
-                      cell("user", "rr", "user", size, threads)]
-                lines.append((f"{size_text(size)} T={threads}", cs, "rate"))
+                lines.append((f"{size_text(size)} T={threads}",
+                              cells("rr", "kcm", size, threads, transports), "rate"))
             panels.append(("request/response: transactions/s", data("rr.dat", lines), False,
                            len(lines)))
         for mode, title in [("stream-recv", "stream receive: MB/s (log scale)"),
@@ -255,13 +297,23 @@ def chart(png, meta, groups, keys, cell):
                 continue
             lines = []
             for method, size, _ in ks:
-                cs = [cell("rs", mode, method, size, 1), cell("c", mode, method, size, 1),
-                      cell("user", "stream", "read/write", size, 1)]
-                lines.append((f"{size_text(size)} {method}", cs, "mbps"))
+                lines.append((f"{size_text(size)} {method}",
+                              cells(mode, method, size, 1, transports), "mbps"))
             panels.append((title, data(mode + ".dat", lines), True, len(lines)))
         if not panels:
             return
         height = 330 * len(panels) + 60
+        # Hue: provider; over MPTCP lighter, over kTLS darker.
+        bars = [("kcm\\_rs", "#d95f02"), ("kcm (C)", "#7570b3"), ("user space", "#1b9e77")]
+        shades = {"mptcp": ("#fdae6b", "#99d8c9"), "tls": ("#8c2d04", "#00441b")}
+        for t, label in transports:
+            bars += [(f"kcm\\_rs {label}", shades[t][0]), (f"user {label}", shades[t][1])]
+
+        def plot(path):
+            return "plot " + ", ".join(
+                (f"'{path}' using 2:xtic(1)" if i == 0 else f"'' using {i + 2}")
+                + f" title '{name}' lc rgb '{color}'" for i, (name, color) in enumerate(bars))
+
         script = [
             f"set terminal pngcairo size 1100,{height} font 'sans,10'",
             f"set output '{png}'",
@@ -283,9 +335,7 @@ def chart(png, meta, groups, keys, cell):
                        f"set xrange [-0.6:{n - 0.4}]",
                        "set logscale y" if log else "unset logscale y",
                        "set yrange [0.1:*]" if log else "set yrange [0:*]",
-                       f"plot '{path}' using 2:xtic(1) title 'kcm\\_rs' lc rgb '#d95f02', "
-                       "'' using 3 title 'kcm (C)' lc rgb '#7570b3', "
-                       "'' using 4 title 'user space' lc rgb '#1b9e77'"]
+                       plot(path)]
         script.append("unset multiplot")
         res = subprocess.run(["gnuplot"], input="\n".join(script) + "\n", text=True,
                              capture_output=True)
