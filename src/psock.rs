@@ -288,15 +288,23 @@ impl Psock {
             }
         });
         if let Some(e) = failure {
+            // (A failing actor stops the read, so the read itself did not fail.)
             self.break_stream(&mut rx, Break::Parse(e));
-        } else if let Err(e) = read {
-            // The transport failed (TLS: a record that does not decrypt, or is not data).
-            self.break_stream(&mut rx, Break::Transport(e));
-        } else if taken >= RX_BUDGET && !stalled {
+            return;
+        }
+        let ended = match read {
+            Ok(ended) => ended,
+            Err(e) => {
+                // The transport failed (TLS: a record that does not decrypt, or is not data).
+                self.break_stream(&mut rx, Break::Transport(e));
+                return;
+            }
+        };
+        if taken >= RX_BUDGET && !stalled {
             // More may be queued: go on in a later run of the work.
             self.note_assembly(&mut rx);
             Self::data_ready(self.clone());
-        } else if !stalled && self.stream.peer_done() {
+        } else if !stalled && ended {
             // Everything that arrived before the close or reset has been parsed.
             self.break_stream(&mut rx, Break::PeerDone);
         } else {

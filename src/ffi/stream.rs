@@ -147,7 +147,7 @@ impl StreamSocket {
     }
 
     /// The peer closed or reset the connection, or the socket has an error.
-    pub(crate) fn peer_done(&self) -> bool {
+    fn peer_done(&self) -> bool {
         // SAFETY: The sock is live by the type invariant.
         let err = unsafe { b::kcmrs_sk_err(self.sk()) };
         err != 0
@@ -277,14 +277,17 @@ impl StreamSocket {
     }
 
     /// Reads the received bytes (with TLS: the decrypted bytes of whole records) through
-    /// `actor`, which returns how many of each chunk it used (0 stops the read). Returns the
-    /// bytes read, or the transport's error (with TLS: EBADMSG for a record that does not
-    /// decrypt, EINVAL for a record that is not data), which comes after the bytes before it
-    /// went to `actor`. Takes the socket lock for the read.
-    pub(crate) fn read(&self, actor: &mut dyn FnMut(&SkbChunk<'_>) -> usize) -> Result<usize> {
+    /// `actor`, which returns how many of each chunk it used (0 stops the read). Takes the
+    /// socket lock for the read.
+    ///
+    /// Returns whether the stream is over: nothing was left to read, and the peer has closed or
+    /// reset the connection (or the socket has an error), so every byte that arrived before the
+    /// end has gone to `actor`. Or the transport's error (with TLS: EBADMSG for a record that
+    /// does not decrypt, EINVAL for a record that is not data), which comes after the bytes
+    /// before it went to `actor`.
+    pub(crate) fn read(&self, actor: &mut dyn FnMut(&SkbChunk<'_>) -> usize) -> Result<bool> {
         let _guard = self.lock();
         let mut actor = actor;
-        let mut total = 0;
         // `read_sock` of kernel TLS returns what it read and keeps a failure for the next
         // call: read again until nothing comes, the actor stops, or the read fails.
         loop {
@@ -299,10 +302,15 @@ impl StreamSocket {
             let ret =
                 unsafe { b::kcmrs_read_sock(self.sock.as_ptr(), &mut desc, Some(read_actor)) };
             match kernel::error::to_result(ret) {
-                Ok(()) if ret > 0 && desc.count != 0 => total += ret as usize,
-                Ok(()) => return Ok(total + ret as usize),
+                // The actor stopped.
+                Ok(()) if desc.count == 0 => return Ok(false),
+                // Read something, and the actor wants more.
+                Ok(()) if ret > 0 => {}
+                // Nothing left. Under the socket lock arriving segments wait in the backlog, so
+                // no byte can come between the empty read and this check.
+                Ok(()) => return Ok(self.peer_done()),
                 // Nothing to read now (TLS: no whole record yet, or a user's read is under way).
-                Err(e) if e == EAGAIN => return Ok(total),
+                Err(e) if e == EAGAIN => return Ok(false),
                 Err(e) => return Err(e),
             }
         }
