@@ -62,8 +62,6 @@ struct kcmrs_rx_cb {
 
 /* Callbacks of an attached socket, saved at attach and restored at unattach. */
 struct kcmrs_saved_callbacks {
-	/* Set before the take: data_ready is TLS's record callback, not sk_data_ready. */
-	bool tls_records;
 	void (*data_ready)(struct sock *sk);
 	void (*state_change)(struct sock *sk);
 };
@@ -94,11 +92,12 @@ void kcmrs_lock_sock(struct sock *sk);
 struct sk_buff_head *kcmrs_sk_receive_queue(struct sock *sk);
 
 /* Callbacks of an attached socket, under sk_callback_lock. */
-int kcmrs_sk_take_callbacks(struct sock *sk, void *user_data,
+/* tls_records: data_ready is TLS's record callback, not sk_data_ready. */
+int kcmrs_sk_take_callbacks(struct sock *sk, bool tls_records, void *user_data,
 			    void (*data_ready)(struct sock *sk),
 			    void (*state_change)(struct sock *sk),
 			    struct kcmrs_saved_callbacks *saved);
-void *kcmrs_sk_restore_callbacks(struct sock *sk,
+void *kcmrs_sk_restore_callbacks(struct sock *sk, bool tls_records,
 				 const struct kcmrs_saved_callbacks *saved);
 void *kcmrs_sk_user_data_lock(struct sock *sk);
 void kcmrs_sk_user_data_unlock(struct sock *sk);

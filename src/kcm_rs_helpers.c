@@ -218,12 +218,12 @@ static void (**kcmrs_data_ready_slot(struct sock *sk, bool tls_records))(struct 
 	return &sk->sk_data_ready;
 }
 
-int kcmrs_sk_take_callbacks(struct sock *sk, void *user_data,
+int kcmrs_sk_take_callbacks(struct sock *sk, bool tls_records, void *user_data,
 			    void (*data_ready)(struct sock *sk),
 			    void (*state_change)(struct sock *sk),
 			    struct kcmrs_saved_callbacks *saved)
 {
-	void (**slot)(struct sock *sk) = kcmrs_data_ready_slot(sk, saved->tls_records);
+	void (**slot)(struct sock *sk) = kcmrs_data_ready_slot(sk, tls_records);
 
 	write_lock_bh(&sk->sk_callback_lock);
 	/* Another user (KCM, sockmap, a ULP, ...) has the socket. */
@@ -240,10 +240,10 @@ int kcmrs_sk_take_callbacks(struct sock *sk, void *user_data,
 	return 0;
 }
 
-void *kcmrs_sk_restore_callbacks(struct sock *sk,
+void *kcmrs_sk_restore_callbacks(struct sock *sk, bool tls_records,
 				 const struct kcmrs_saved_callbacks *saved)
 {
-	void (**slot)(struct sock *sk) = kcmrs_data_ready_slot(sk, saved->tls_records);
+	void (**slot)(struct sock *sk) = kcmrs_data_ready_slot(sk, tls_records);
 	void *user_data;
 
 	write_lock_bh(&sk->sk_callback_lock);

@@ -97,6 +97,12 @@ impl StreamSocket {
         self.transport
     }
 
+    /// The psock hears of whole kernel TLS records (TLS's record callback) instead of bytes
+    /// (`sk_data_ready`, which TLS keeps for its record parser).
+    fn tls_records(&self) -> bool {
+        self.transport == Transport::Tls
+    }
+
     /// Checks that the socket can be attached and claims it.
     ///
     /// TCP, MPTCP, or TCP with kernel TLS set up for receive and transmit (in software), of
@@ -226,24 +232,21 @@ impl StreamSocket {
     /// [`StreamSocket::restore_callbacks`]. EALREADY when another user (KCM, sockmap, a ULP)
     /// owns `sk_user_data`.
     ///
-    /// With kernel TLS the psock hears of whole records (TLS's own record callback) instead of
-    /// bytes: TLS keeps `sk_data_ready` for its record parser.
+    /// With kernel TLS the psock hears of whole records ([`Self::tls_records`]).
     pub(crate) fn take_callbacks(&self, psock: Arc<Psock>) -> Result {
-        let tls_records = self.transport == Transport::Tls;
-        let data_ready = if tls_records {
-            psock_record_ready as unsafe extern "C" fn(*mut b::sock)
+        let data_ready = if self.tls_records() {
+            psock_data_ready::<true> as unsafe extern "C" fn(*mut b::sock)
         } else {
-            psock_data_ready
+            psock_data_ready::<false>
         };
         let raw = Arc::into_raw(psock);
-        // SAFETY: `saved` is ours to write; nothing reads it before the take below.
-        unsafe { (*self.saved.get()).tls_records = tls_records };
-        // SAFETY: The sock is live (and has a TLS receive context when `tls_records`, as
-        // `claim` found); `saved` is written before the callbacks can run, under
-        // `sk_callback_lock`.
+        // SAFETY: The sock is live (and has a TLS receive context when `tls_records()`, as
+        // `claim` found); `saved` is ours to write, and is written before the callbacks can
+        // run, under `sk_callback_lock`.
         let ret = unsafe {
             b::kcmrs_sk_take_callbacks(
                 self.sk(),
+                self.tls_records(),
                 raw.cast_mut().cast(),
                 Some(data_ready),
                 Some(psock_state_change),
@@ -261,7 +264,9 @@ impl StreamSocket {
     /// psock the socket held. After it returns no psock callback runs or starts on the socket.
     pub(crate) fn restore_callbacks(&self) -> Option<Arc<Psock>> {
         // SAFETY: `take_callbacks` succeeded, so `saved` holds the original callbacks.
-        let user_data = unsafe { b::kcmrs_sk_restore_callbacks(self.sk(), self.saved.get()) };
+        let user_data = unsafe {
+            b::kcmrs_sk_restore_callbacks(self.sk(), self.tls_records(), self.saved.get())
+        };
         // SAFETY: `sk_user_data` held the reference `take_callbacks` gave it; no callback can
         // use it any more (they run under `sk_callback_lock`, which the restore took).
         (!user_data.is_null()).then(|| unsafe { Arc::from_raw(user_data.cast::<Psock>()) })
@@ -405,33 +410,21 @@ unsafe fn with_psock(sk: *mut b::sock, f: impl FnOnce(Arc<Psock>)) -> bool {
     found
 }
 
-/// `sk_data_ready` of an attached TCP or MPTCP socket.
+/// `sk_data_ready` of an attached TCP or MPTCP socket, or with `TLS_RECORDS` the record
+/// callback of kernel TLS on an attached TLS socket (a whole record arrived).
 ///
 /// # Safety
 ///
-/// Called by the network stack only, on a live sock.
-unsafe extern "C" fn psock_data_ready(sk: *mut b::sock) {
+/// Called by the network stack (or kernel TLS) only, on a live sock, which has a TLS receive
+/// context when `TLS_RECORDS`.
+unsafe extern "C" fn psock_data_ready<const TLS_RECORDS: bool>(sk: *mut b::sock) {
     // SAFETY: `sk` is live.
     let found = unsafe { with_psock(sk, Psock::data_ready) };
     if !found {
-        // Unattached meanwhile: the socket's own callback is back in place.
-        // SAFETY: `sk` is live.
-        unsafe { b::kcmrs_sk_own_data_ready(sk, false) };
-    }
-}
-
-/// The record callback of kernel TLS on an attached TLS socket: a whole record arrived.
-///
-/// # Safety
-///
-/// Called by kernel TLS only, on a live sock with a TLS receive context.
-unsafe extern "C" fn psock_record_ready(sk: *mut b::sock) {
-    // SAFETY: `sk` is live.
-    let found = unsafe { with_psock(sk, Psock::data_ready) };
-    if !found {
-        // Unattached meanwhile: TLS's callback is back in place.
-        // SAFETY: `sk` is live and has a TLS receive context (it lives as long as the sock).
-        unsafe { b::kcmrs_sk_own_data_ready(sk, true) };
+        // Unattached meanwhile: the socket's (or TLS's) own callback is back in place.
+        // SAFETY: `sk` is live, with a TLS receive context (as long as the sock lives) when
+        // `TLS_RECORDS`.
+        unsafe { b::kcmrs_sk_own_data_ready(sk, TLS_RECORDS) };
     }
 }
 
