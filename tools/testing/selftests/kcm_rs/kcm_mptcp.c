@@ -115,28 +115,8 @@ TEST_F(mptcp, both_ends)
 /* Unattach gives the socket back at a message boundary; it reads and writes on its own. */
 TEST_F(mptcp, unattach_leaves_socket_usable)
 {
-	size_t n;
-
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->fds[0], self->bpf));
-	n = make_frame(buf, 1, 3000);
-	ASSERT_EQ(0, write_all(self->fds[1], buf, n));
-	ASSERT_EQ(1, wait_readable(self->kcm, 20000));
-	ASSERT_EQ(n, recv(self->kcm, buf, sizeof(buf), 0));
-	n = make_frame(buf, 2, 500);
-	ASSERT_EQ(n, send(self->kcm, buf, n, 0));
-	ASSERT_EQ(0, read_frame(self->fds[1], buf, sizeof(buf), 2, 500));
-	ASSERT_EQ(0, kcm_unattach(self->kcm, self->fds[0]));
-
-	n = make_frame(buf, 3, 20000);
-	ASSERT_EQ(0, write_all(self->fds[1], buf, n));
-	ASSERT_EQ(1, wait_readable(self->fds[0], 20000));
-	ASSERT_EQ(0, read_frame(self->fds[0], buf, sizeof(buf), 3, 20000));
-	n = make_frame(buf, 4, 700);
-	ASSERT_EQ(0, write_all(self->fds[0], buf, n));
-	ASSERT_EQ(0, read_frame(self->fds[1], buf, sizeof(buf), 4, 700));
-	ASSERT_EQ(0, fcntl(self->kcm, F_SETFL, O_NONBLOCK));
-	EXPECT_EQ(-1, recv(self->kcm, buf, sizeof(buf), 0));
-	EXPECT_EQ(EAGAIN, errno);
+	ASSERT_EQ(0, unattach_round_trip(self->kcm, self->fds[0], self->fds[1], buf, sizeof(buf)));
 }
 
 /* Listening and unconnected MPTCP sockets are refused, and a second attach is EALREADY. */

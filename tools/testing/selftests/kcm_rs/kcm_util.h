@@ -380,6 +380,39 @@ static inline int exchange_sizes(int kcm, int peer, const size_t *sizes, unsigne
 	return 0;
 }
 
+/*
+ * Unattach hands the socket back at a message boundary, usable on its own:
+ * with @attached attached to @kcm (@peer its other end), one message each way
+ * through the multiplexor, SIOCKCMUNATTACH, then one message each way on the
+ * socket itself, and nothing more reaches @kcm (left O_NONBLOCK). 0, or the
+ * number of the step that failed.
+ */
+static inline int unattach_round_trip(int kcm, int attached, int peer, unsigned char *buf,
+				      size_t cap)
+{
+	size_t n = make_frame(buf, 1, 3000);
+
+	if (write_all(peer, buf, n) || wait_readable(kcm, 20000) != 1 ||
+	    recv(kcm, buf, cap, 0) != (ssize_t)n || !check_frame(buf, n, 1))
+		return 1;
+	n = make_frame(buf, 2, 500);
+	if (send(kcm, buf, n, 0) != (ssize_t)n || read_frame(peer, buf, cap, 2, 500))
+		return 2;
+	if (kcm_unattach(kcm, attached))
+		return 3;
+	n = make_frame(buf, 3, 20000);
+	if (write_all(peer, buf, n) || wait_readable(attached, 20000) != 1 ||
+	    read_frame(attached, buf, cap, 3, 20000))
+		return 4;
+	n = make_frame(buf, 4, 700);
+	if (write_all(attached, buf, n) || read_frame(peer, buf, cap, 4, 700))
+		return 5;
+	if (fcntl(kcm, F_SETFL, fcntl(kcm, F_GETFL) | O_NONBLOCK) ||
+	    recv(kcm, buf, cap, 0) != -1 || errno != EAGAIN)
+		return 6;
+	return 0;
+}
+
 static inline int is_c_provider(void)
 {
 	const char *p = getenv("KCM_PROVIDER");
