@@ -10,6 +10,11 @@
 //! While the length is unknown, the framer copies a small prefix (`PEEK` bytes, doubled while
 //! the parser asks for more) rather than whole segments, so many small messages in one large
 //! segment cost no more copying than their own bytes.
+//!
+//! A message of at least [`SHARE_MIN`] bytes that lies whole in one received buffer is not
+//! copied at all: it becomes a clone of that buffer that shares its data, and the reader's copy
+//! to user space is the only one. The buffer that held its first bytes is kept for the next
+//! message.
 
 use crate::ffi::bpf::BpfProg;
 use crate::ffi::errno::eproto;
@@ -18,6 +23,11 @@ use kernel::prelude::*;
 
 /// Bytes the parser first sees of a message.
 const PEEK: usize = 64;
+
+/// The smallest message that shares a received buffer's data instead of being copied: below
+/// it, copying costs less than a clone, and a clone would keep a large buffer alive for a few
+/// bytes.
+const SHARE_MIN: usize = 1024;
 
 /// Why the stream cannot be parsed any further.
 pub(crate) struct StreamError(pub(crate) Error);
@@ -33,6 +43,9 @@ struct Partial {
 #[derive(Default)]
 pub(crate) struct Framer {
     partial: Option<Partial>,
+    /// A buffer for the first bytes of the next message: one that held a message's first bytes
+    /// and was not needed for the message itself.
+    spare: Option<Skb>,
 }
 
 /// What [`Framer::feed`] did with a chunk.
@@ -62,13 +75,19 @@ impl Framer {
         let mut partial = match self.partial.take() {
             Some(partial) => partial,
             None => Partial {
-                msg: Skb::alloc(PEEK.min(avail.max(1))).map_err(StreamError)?,
+                msg: match self.spare.take() {
+                    Some(mut spare) => {
+                        spare.trim(0);
+                        spare
+                    }
+                    None => Skb::alloc(PEEK.min(avail.max(1))).map_err(StreamError)?,
+                },
                 len: None,
             },
         };
         let result = match partial.len {
             Some(len) => Self::fill(&mut partial, chunk, from, len),
-            None => Self::parse(&mut partial, chunk, from, prog, max_len),
+            None => Self::parse(&mut partial, chunk, from, prog, max_len, &mut self.spare),
         };
         match result {
             Ok(used) if partial.len == Some(partial.msg.len()) => Ok(Fed {
@@ -102,12 +121,14 @@ impl Framer {
     }
 
     /// Copies a growing prefix and runs the parser until it gives a length or the chunk ends.
+    /// A prefix buffer the message does not need any more goes to `spare`.
     fn parse(
         partial: &mut Partial,
         chunk: &SkbChunk<'_>,
         from: usize,
         prog: &BpfProg,
         max_len: usize,
+        spare: &mut Option<Skb>,
     ) -> core::result::Result<usize, StreamError> {
         // Bytes of earlier chunks: already consumed from the stream.
         let before = partial.msg.len();
@@ -162,10 +183,16 @@ impl Framer {
                 return Ok(used - (have - len));
             }
             partial.len = Some(len);
+            if before == 0 && len >= SHARE_MIN && from + len <= chunk.len() {
+                // The whole message is in this buffer: share its data.
+                let shared = chunk.clone_window(from, len).map_err(StreamError)?;
+                *spare = Some(core::mem::replace(&mut partial.msg, shared));
+                return Ok(len);
+            }
             if partial.msg.tailroom() < len - have {
                 let mut whole = Skb::alloc(len).map_err(StreamError)?;
                 whole.append_skb(&partial.msg).map_err(StreamError)?;
-                partial.msg = whole;
+                *spare = Some(core::mem::replace(&mut partial.msg, whole));
             }
             return Ok(used);
         }

@@ -47,6 +47,7 @@ void kcmrs_spin_unlock_bh(spinlock_t *lock);
 struct net *kcmrs_sock_net(const struct sock *sk);
 void kcmrs_sock_set_state(struct sock *sk, int state);
 void kcmrs_sock_orphan(struct sock *sk);
+void kcmrs_sock_hold(struct sock *sk);
 void kcmrs_sock_put(struct sock *sk);
 void kcmrs_module_get(struct module *owner);
 void **kcmrs_net_generic(const struct net *net, unsigned int id);
@@ -58,6 +59,12 @@ bool kcmrs_sockptr_is_null(sockptr_t ptr);
 struct kcmrs_rx_cb {
 	/* Bytes of the message already returned by SOCK_SEQPACKET reads. */
 	u32 offset;
+	/*
+	 * A message that shares a received buffer's data (a clone): it is the len bytes from
+	 * start. len 0: the message is the whole buffer.
+	 */
+	u32 start;
+	u32 len;
 };
 
 /* Callbacks of an attached socket, saved at attach and restored at unattach. */
@@ -118,6 +125,7 @@ unsigned int kcmrs_skb_len(const struct sk_buff *skb);
 unsigned int kcmrs_skb_tailroom(const struct sk_buff *skb);
 void *kcmrs_skb_put(struct sk_buff *skb, unsigned int len);
 struct kcmrs_rx_cb *kcmrs_skb_rx_cb(struct sk_buff *skb);
+struct sk_buff *kcmrs_skb_clone_window(struct sk_buff *skb, unsigned int start, unsigned int len);
 struct sk_buff *kcmrs_skb_peek(struct sk_buff_head *queue);
 struct sk_buff *kcmrs_skb_dequeue(struct sk_buff_head *queue);
 void kcmrs_skb_set_owner_r(struct sk_buff *skb, struct sock *sk);

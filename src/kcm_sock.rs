@@ -197,7 +197,7 @@ impl KcmSock {
         })?;
         if consumed {
             // Outside the socket lock (lock order): the buffer has room again.
-            self.mux.room_available();
+            self.mux.message_consumed();
         }
         Ok(n)
     }

@@ -8,15 +8,57 @@
 //! round robin, whose receive buffer has room. With no such member the message stays with its
 //! psock, which stops reading, or (requeued from a closing or disabled socket) in the
 //! multiplexor's hold queue, until room appears.
+//!
+//! A psock hands over several messages of one run of its receive work together: one round trip
+//! of the multiplexor's lock, and one wake-up per KCM socket that got messages, made after the
+//! lock is released (a woken reader does not run into it). A reader that takes a message
+//! looks at the multiplexor only when something waits for room ([`Mux::message_consumed`]).
 
-use crate::ffi::kcm_sk::KcmSk;
+use crate::ffi::kcm_sk::{KcmSk, KcmSkRef};
 use crate::ffi::skb::Skb;
 use crate::net_state::NetState;
 use crate::psock::{Psock, PsockMemory, SendLimits, TxError};
 use crate::stats::{MuxStats, PsockStats, SockStats};
 use crate::timeo::wait_within;
 use kernel::prelude::*;
+use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::sync::barrier::smp_mb;
 use kernel::sync::{Arc, CondVar, Mutex};
+
+/// KCM sockets whose readers one delivery wakes after the multiplexor's lock is released; more
+/// than this many are woken at once, under it.
+const DEFERRED_WAKEUPS: usize = 4;
+
+/// The KCM sockets a delivery gave messages to.
+struct Wakeups {
+    socks: [Option<KcmSkRef>; DEFERRED_WAKEUPS],
+}
+
+impl Wakeups {
+    fn new() -> Self {
+        Self {
+            socks: [const { None }; DEFERRED_WAKEUPS],
+        }
+    }
+
+    /// `sk` got a message; called under the multiplexor's lock, which keeps it a member.
+    fn add(&mut self, sk: KcmSk) {
+        if self.socks.iter().flatten().any(|held| held.is(sk)) {
+            return;
+        }
+        match self.socks.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(sk.get_ref()),
+            None => sk.wake_readers(),
+        }
+    }
+
+    /// Wakes the readers; called without kcm-rs locks held.
+    fn wake(self) {
+        for sk in self.socks.iter().flatten() {
+            sk.wake_readers();
+        }
+    }
+}
 
 /// One KCM socket as the multiplexor sees it.
 struct Member {
@@ -104,6 +146,17 @@ impl MuxState {
         }
     }
 
+    /// Reserves the next free psock, round robin.
+    fn reserve_free_psock(&mut self) -> Option<Arc<Psock>> {
+        let n = self.psocks.len();
+        let start = self.next_tx;
+        let i = (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| self.psocks[i].try_reserve())?;
+        self.next_tx = (i + 1) % n;
+        Some(self.psocks[i].clone())
+    }
+
     /// Where a new psock goes in `psocks` and its index, with room reserved for it there and in
     /// `rx_stalled`. ENOENT once the multiplexor has ended.
     fn make_room_for_psock(&mut self) -> Result<(usize, u32)> {
@@ -161,6 +214,13 @@ pub(crate) struct MuxReport {
 pub(crate) struct Mux {
     net: Arc<NetState>,
     stats: MuxStats,
+    /// A psock or a held message may wait for room: a reader that takes a message calls
+    /// [`Mux::room_available`]. Set under `state` before the last check for room (with a full
+    /// barrier between), cleared under `state` when nothing waits any more.
+    room_wanted: Atomic<bool>,
+    /// Senders waiting on `psock_free` for a psock. Changed under `state`; a psock's release
+    /// reads it without the lock ([`Mux::psock_released`]).
+    senders_waiting: Atomic<u32>,
     /// Sums of the psocks that were unattached.
     departed_psocks: PsockStats,
     #[pin]
@@ -178,6 +238,8 @@ impl Mux {
             pin_init!(Self {
                 net: mux_net,
                 stats: MuxStats::default(),
+                room_wanted: Atomic::new(false),
+                senders_waiting: Atomic::new(0),
                 departed_psocks: PsockStats::default(),
                 state <- kernel::new_mutex!(
                     MuxState {
@@ -233,6 +295,8 @@ impl Mux {
         st.requeue_from(member.sk, true);
         if st.members.is_empty() {
             self.end(st);
+        } else {
+            self.note_held(&mut st);
         }
     }
 
@@ -273,6 +337,7 @@ impl Mux {
         if disabled {
             let sk = st.members[pos].sk;
             st.requeue_from(sk, false);
+            self.note_held(&mut st);
         }
         drop(st);
         if !disabled {
@@ -286,32 +351,80 @@ impl Mux {
             .is_some_and(|pos| st.members[pos].recv_disabled)
     }
 
-    /// Hands a whole message from `psock` to a member. Gives it back when none can take it;
-    /// the psock is then queued again once room appears.
-    pub(crate) fn deliver(&self, msg: Skb, psock: &Arc<Psock>) -> core::result::Result<(), Skb> {
+    /// Hands whole messages from `psock`, oldest first, to members, and wakes their readers
+    /// once the lock is released. Returns whether all were taken. Those no member can take stay
+    /// in `msgs`, and the psock's receive work is queued again once room appears.
+    pub(crate) fn deliver(&self, msgs: &mut KVec<Skb>, psock: &Arc<Psock>) -> bool {
+        if msgs.is_empty() {
+            return true;
+        }
+        let mut wakeups = Wakeups::new();
         let mut st = self.state.lock();
         st.drain_held();
+        // Held messages are older: while some wait, newer ones wait behind them.
         if st.held.is_empty() {
-            if let Some(sk) = st.pick_receiver() {
+            while !msgs.is_empty() {
+                let Some(sk) = self.pick_receiver_or_want_room(&mut st) else {
+                    break;
+                };
+                let Ok(msg) = msgs.remove(0) else {
+                    break;
+                };
                 self.stats.rx.count(msg.len());
-                sk.deliver(msg);
-                return Ok(());
+                sk.enqueue(msg);
+                wakeups.add(sk);
             }
         }
+        let all_taken = msgs.is_empty();
         // Once ended, the multiplexor keeps no psock: it would keep the multiplexor alive (the
         // psock holds it) after `end` emptied `rx_stalled`, while the psock's work runs.
-        if !st.closed && !st.rx_stalled.iter().any(|p| Arc::ptr_eq(p, psock)) {
+        if !all_taken && !st.closed && !st.rx_stalled.iter().any(|p| Arc::ptr_eq(p, psock)) {
             // Room for every psock is reserved at attach.
             let _ = st.rx_stalled.push_within_capacity(psock.clone());
         }
-        Err(msg)
+        drop(st);
+        wakeups.wake();
+        all_taken
+    }
+
+    /// The member the next message goes to. With none, the multiplexor notes that room is
+    /// wanted and looks once more: a reader that freed room in between either is seen here or
+    /// sees `room_wanted` ([`Mux::message_consumed`]).
+    fn pick_receiver_or_want_room(&self, st: &mut MuxState) -> Option<KcmSk> {
+        st.pick_receiver().or_else(|| {
+            self.room_wanted.store(true, Relaxed);
+            smp_mb();
+            st.pick_receiver()
+        })
+    }
+
+    /// Held messages may be left after a change of members: note that room is wanted, then
+    /// hand over what fits now (see [`Mux::pick_receiver_or_want_room`]).
+    fn note_held(&self, st: &mut MuxState) {
+        if st.held.is_empty() {
+            return;
+        }
+        self.room_wanted.store(true, Relaxed);
+        smp_mb();
+        st.drain_held();
     }
 
     /// Keeps a whole message for the next member with room (from an unattached psock).
     pub(crate) fn hold(&self, msg: Skb) {
         let mut st = self.state.lock();
         st.hold(msg);
-        st.drain_held();
+        self.note_held(&mut st);
+    }
+
+    /// A reader took a message off a member's queue. Only when a psock or a held message waits
+    /// for room does that cost a round trip of the multiplexor's lock.
+    pub(crate) fn message_consumed(&self) {
+        // Orders the freed receive memory before the look at `room_wanted`; pairs with the
+        // barrier in `pick_receiver_or_want_room` and `note_held`.
+        smp_mb();
+        if self.room_wanted.load(Relaxed) {
+            self.room_available();
+        }
     }
 
     /// A member may take messages again (it read one, was enabled or joined).
@@ -320,6 +433,10 @@ impl Mux {
         st.drain_held();
         while let Some(psock) = st.rx_stalled.pop() {
             Psock::data_ready(psock);
+        }
+        // A psock queued again sets it anew if it still finds no room.
+        if st.held.is_empty() {
+            self.room_wanted.store(false, Relaxed);
         }
     }
 
@@ -428,21 +545,41 @@ impl Mux {
         self.psock_free.notify_all();
     }
 
+    /// A reserved psock was released: wake a sender waiting for one. Without waiters that
+    /// costs no lock: a sender about to wait counts itself first and then looks at the psocks
+    /// once more ([`Mux::reserve_psock`]), so either it sees this psock free, or this sees it.
+    pub(crate) fn psock_released(&self) {
+        // Orders the cleared reservation before the look at the count.
+        smp_mb();
+        if self.senders_waiting.load(Relaxed) != 0 {
+            self.psock_changed();
+        }
+    }
+
     /// Reserves a psock for one message, waiting up to `timeo` jiffies unless `nonblock`.
     fn reserve_psock(&self, nonblock: bool, timeo: &mut isize) -> Result<Arc<Psock>> {
         let mut st = self.state.lock();
-        loop {
-            let n = st.psocks.len();
-            let start = st.next_tx;
-            if let Some(i) = (0..n)
-                .map(|i| (start + i) % n)
-                .find(|&i| st.psocks[i].try_reserve())
-            {
-                st.next_tx = (i + 1) % n;
-                return Ok(st.psocks[i].clone());
-            }
-            wait_within(&self.psock_free, &mut st, nonblock, timeo)?;
+        if let Some(psock) = st.reserve_free_psock() {
+            return Ok(psock);
         }
+        if nonblock {
+            return Err(EAGAIN);
+        }
+        // Counted, under the lock, before the last look (pairs with `psock_released`).
+        let waiting = self.senders_waiting.load(Relaxed);
+        self.senders_waiting.store(waiting + 1, Relaxed);
+        smp_mb();
+        let reserved = loop {
+            if let Some(psock) = st.reserve_free_psock() {
+                break Ok(psock);
+            }
+            if let Err(e) = wait_within(&self.psock_free, &mut st, nonblock, timeo) {
+                break Err(e);
+            }
+        };
+        let waiting = self.senders_waiting.load(Relaxed);
+        self.senders_waiting.store(waiting - 1, Relaxed);
+        reserved
     }
 
     /// Sends one whole message on some psock. A psock that fails in the middle of it is out

@@ -4,10 +4,13 @@
 //!
 //! Receive: the socket's `data_ready` (with TLS: record-ready) and `state_change` callbacks
 //! (softirq) only queue the psock's receive work. The work (process context, under the
-//! psock's `rx` lock, then the socket's lock) reads what arrived through the [`Framer`] and
-//! hands each whole message to the multiplexor. When no KCM
-//! socket can take a message, the psock keeps it and stops reading, so TCP flow control pushes
-//! back on the peer; the multiplexor queues the work again when room appears.
+//! psock's `rx` lock, then the socket's lock) reads what arrived through the [`Framer`]. The
+//! first whole message of a run goes to the multiplexor at once (a reader may be waiting for
+//! just that reply); the following ones, up to [`RX_BATCH`], together after the socket's lock
+//! is released (one round trip of the multiplexor's lock and one wake-up per KCM socket for
+//! the batch, and senders on the socket are not held up meanwhile). When no KCM socket can
+//! take a message, the psock keeps it and stops reading, so TCP flow control pushes back on the
+//! peer; the multiplexor queues the work again when room appears.
 //!
 //! Transmit: a sender reserves the psock (`PsockTx::busy`), writes one whole message and
 //! releases it, so messages never interleave on the stream.
@@ -43,11 +46,15 @@ const TIMER_STEP_MS: i64 = 1000;
 /// so that senders waiting for the TCP socket's lock and other psocks' work get their turn.
 const RX_BUDGET: usize = 64 * 1024;
 
+/// Whole messages the receive work assembles before it hands them to the multiplexor.
+const RX_BATCH: usize = 32;
+
 /// Receive state.
 struct PsockRx {
     framer: Framer,
-    /// A whole message no KCM socket could take yet.
-    ready: Option<crate::ffi::skb::Skb>,
+    /// Whole messages not handed to the multiplexor yet, oldest first: those of the running
+    /// receive work, or those no KCM socket could take yet. Room for [`RX_BATCH`] is reserved.
+    assembled: KVec<crate::ffi::skb::Skb>,
     /// Unattached, or the stream broke: nothing more is read.
     stopped: bool,
     /// When the incomplete message began, and how many messages had completed then.
@@ -104,11 +111,17 @@ pub(crate) struct PsockStatus {
 
 /// Memory for one psock, allocated before its stream is handed over, so that building the
 /// psock cannot fail once the stream is in it.
-pub(crate) struct PsockMemory(UniqueArc<core::mem::MaybeUninit<Psock>>);
+pub(crate) struct PsockMemory {
+    psock: UniqueArc<core::mem::MaybeUninit<Psock>>,
+    assembled: KVec<crate::ffi::skb::Skb>,
+}
 
 impl PsockMemory {
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self(UniqueArc::new_uninit(GFP_KERNEL)?))
+        Ok(Self {
+            psock: UniqueArc::new_uninit(GFP_KERNEL)?,
+            assembled: KVec::with_capacity(RX_BATCH, GFP_KERNEL)?,
+        })
     }
 }
 
@@ -169,7 +182,8 @@ impl Psock {
         mux: Arc<Mux>,
         index: u32,
     ) -> Arc<Self> {
-        let built = memory.0.write_pin_init(pin_init!(Self {
+        let assembled = memory.assembled;
+        let built = memory.psock.write_pin_init(pin_init!(Self {
                 stream,
                 prog,
                 mux,
@@ -178,7 +192,7 @@ impl Psock {
                 rx <- kernel::new_mutex!(
                     PsockRx {
                         framer: Framer::default(),
-                        ready: None,
+                        assembled,
                         stopped: false,
                         message_started: None,
                         timer_armed: false,
@@ -220,7 +234,7 @@ impl Psock {
     pub(crate) fn status(&self) -> PsockStatus {
         let (rx_stopped, ready) = {
             let rx = self.rx.lock();
-            (rx.stopped, rx.ready.is_some())
+            (rx.stopped, !rx.assembled.is_empty())
         };
         let tx = self.tx.lock();
         PsockStatus {
@@ -255,60 +269,85 @@ impl Psock {
         if rx.stopped {
             return;
         }
-        if let Some(msg) = rx.ready.take() {
-            if let Err(msg) = self.mux.deliver(msg, self) {
-                rx.ready = Some(msg);
-                return;
-            }
-        }
-        let max_len = self.stream.rcvbuf();
-        let mut failure = None;
-        let mut stalled = false;
-        let mut taken = 0;
-        let read = self.stream.read(&mut |chunk| {
-            if stalled || failure.is_some() || taken >= RX_BUDGET {
-                return 0;
-            }
-            match rx.framer.feed(chunk, 0, &self.prog, max_len) {
-                Ok(fed) => {
-                    taken += fed.used;
-                    if let Some(msg) = fed.message {
-                        self.stats.rx.count(msg.len());
-                        if let Err(msg) = self.mux.deliver(msg, self) {
-                            rx.ready = Some(msg);
-                            stalled = true;
-                        }
-                    }
-                    fed.used
-                }
-                Err(StreamError(e)) => {
-                    failure = Some(e);
-                    0
-                }
-            }
-        });
-        if let Some(e) = failure {
-            // (A failing actor stops the read, so the read itself did not fail.)
-            self.break_stream(&mut rx, Break::Parse(e));
+        // Messages an earlier run could not hand over go first; while some are left, nothing
+        // more is read.
+        if !self.mux.deliver(&mut rx.assembled, self) {
             return;
         }
-        let ended = match read {
-            Ok(ended) => ended,
-            Err(e) => {
-                // The transport failed (TLS: a record that does not decrypt, or is not data).
-                self.break_stream(&mut rx, Break::Transport(e));
+        let max_len = self.stream.rcvbuf();
+        let mut taken = 0;
+        let mut delivered_any = false;
+        loop {
+            let mut failure = None;
+            let mut batch_full = false;
+            let mut stalled = false;
+            let read = self.stream.read(&mut |chunk| {
+                if failure.is_some() || stalled || taken >= RX_BUDGET {
+                    return 0;
+                }
+                if rx.assembled.len() == RX_BATCH {
+                    batch_full = true;
+                    return 0;
+                }
+                match rx.framer.feed(chunk, 0, &self.prog, max_len) {
+                    Ok(fed) => {
+                        taken += fed.used;
+                        if let Some(msg) = fed.message {
+                            self.stats.rx.count(msg.len());
+                            // Cannot fail: room for RX_BATCH is reserved, and fewer are here.
+                            let _ = rx.assembled.push_within_capacity(msg);
+                            // The first message of a run goes at once: a reader may wait for
+                            // just this one (request/response).
+                            if !delivered_any {
+                                delivered_any = true;
+                                stalled = !self.mux.deliver(&mut rx.assembled, self);
+                            }
+                        }
+                        fed.used
+                    }
+                    Err(StreamError(e)) => {
+                        failure = Some(e);
+                        0
+                    }
+                }
+            });
+            // The messages before a failure go to readers too.
+            let all_taken = !stalled && self.mux.deliver(&mut rx.assembled, self);
+            if let Some(e) = failure {
+                // (A failing actor stops the read, so the read itself did not fail.)
+                self.break_stream(&mut rx, Break::Parse(e));
                 return;
             }
-        };
-        if taken >= RX_BUDGET && !stalled {
-            // More may be queued: go on in a later run of the work.
-            self.note_assembly(&mut rx);
-            Self::data_ready(self.clone());
-        } else if !stalled && ended {
-            // Everything that arrived before the close or reset has been parsed.
-            self.break_stream(&mut rx, Break::PeerDone);
-        } else {
-            self.note_assembly(&mut rx);
+            let ended = match read {
+                Ok(ended) => ended,
+                Err(e) => {
+                    // The transport failed (TLS: a record that does not decrypt, or is not
+                    // data).
+                    self.break_stream(&mut rx, Break::Transport(e));
+                    return;
+                }
+            };
+            if !all_taken {
+                // The multiplexor queues the work again when room appears.
+                self.note_assembly(&mut rx);
+                return;
+            }
+            if taken >= RX_BUDGET {
+                // More may be queued: go on in a later run of the work.
+                self.note_assembly(&mut rx);
+                Self::data_ready(self.clone());
+                return;
+            }
+            if batch_full {
+                continue;
+            }
+            if ended {
+                // Everything that arrived before the close or reset has been parsed.
+                self.break_stream(&mut rx, Break::PeerDone);
+            } else {
+                self.note_assembly(&mut rx);
+            }
+            return;
         }
     }
 
@@ -404,7 +443,7 @@ impl Psock {
         }
         rx.stopped = true;
         rx.framer = Framer::default();
-        if let Some(msg) = rx.ready.take() {
+        for msg in rx.assembled.drain_all() {
             self.mux.hold(msg);
         }
         drop(rx);
@@ -439,7 +478,7 @@ impl Psock {
     pub(crate) fn release(&self) {
         self.tx.lock().busy = false;
         self.stats.unreserved.inc();
-        self.mux.psock_changed();
+        self.mux.psock_released();
     }
 
     /// Writes `msg` whole; the psock is reserved by the caller.

@@ -31,6 +31,38 @@ impl Drop for KcmSkGuard {
     }
 }
 
+/// A reference on a KCM sock (`sock_hold`): its readers can be woken after the multiplexor's
+/// lock is released, when the socket may have closed and left the multiplexor meanwhile.
+///
+/// # Invariants
+///
+/// `self.0` is a sock that this value holds one reference of.
+pub(crate) struct KcmSkRef(*mut b::sock);
+
+// SAFETY: A sock reference can be used and put from any thread.
+unsafe impl Send for KcmSkRef {}
+
+impl KcmSkRef {
+    /// The reference is on `sk`.
+    pub(crate) fn is(&self, sk: KcmSk) -> bool {
+        self.0 == sk.0
+    }
+
+    /// Wakes the readers of the socket, if it still has any.
+    pub(crate) fn wake_readers(&self) {
+        // SAFETY: The sock is live: we hold a reference (type invariant). A closed socket's
+        // sock has no wait queue any more, and `sk_data_ready` then wakes nobody.
+        unsafe { b::kcmrs_sk_data_ready(self.0) };
+    }
+}
+
+impl Drop for KcmSkRef {
+    fn drop(&mut self) {
+        // SAFETY: We hold one reference (type invariant).
+        unsafe { b::kcmrs_sock_put(self.0) };
+    }
+}
+
 /// The pipe of a `splice_read` call.
 ///
 /// # Invariants
@@ -113,6 +145,13 @@ impl KcmSk {
 
     /// Queues a whole message for the readers of this socket and wakes them.
     pub(crate) fn deliver(self, msg: Skb) {
+        self.enqueue(msg);
+        self.wake_readers();
+    }
+
+    /// Queues a whole message for the readers of this socket without waking them: the caller
+    /// wakes them ([`KcmSk::wake_readers`], [`KcmSkRef::wake_readers`]).
+    pub(crate) fn enqueue(self, msg: Skb) {
         let skb = msg.into_raw();
         // SAFETY: The sock is live; the buffer is ours, on no list and charged to no socket
         // (see `take_queued`). `skb_set_owner_r` charges this one, and the charge goes when the
@@ -120,8 +159,21 @@ impl KcmSk {
         unsafe {
             b::kcmrs_skb_set_owner_r(skb, self.0);
             b::skb_queue_tail(self.queue(), skb);
-            b::kcmrs_sk_data_ready(self.0);
         }
+    }
+
+    /// Wakes the readers of the socket (recv, poll, epoll).
+    pub(crate) fn wake_readers(self) {
+        // SAFETY: The sock is live by the type invariant.
+        unsafe { b::kcmrs_sk_data_ready(self.0) };
+    }
+
+    /// A reference on the sock, which keeps it live after its socket is closed.
+    pub(crate) fn get_ref(self) -> KcmSkRef {
+        // SAFETY: The sock is live by the type invariant; the reference is put on drop.
+        unsafe { b::kcmrs_sock_hold(self.0) };
+        // INVARIANT: We took a reference just above.
+        KcmSkRef(self.0)
     }
 
     /// Takes the message at the head of the queue (for requeueing it elsewhere). Its
@@ -185,7 +237,7 @@ impl KcmSk {
             b::kcmrs_skb_splice(
                 msg.as_ptr(),
                 self.0,
-                offset as u32,
+                (msg.data_start() + offset) as u32,
                 pipe.0,
                 len as u32,
                 b::SPLICE_F_NONBLOCK,

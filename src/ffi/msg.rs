@@ -24,12 +24,12 @@ impl RecvMsg {
 
     /// Copies `len` bytes of `skb` from `offset` to the user's buffers.
     pub(crate) fn copy_from(&mut self, skb: &Skb, offset: usize, len: usize) -> Result {
-        // SAFETY: `skb` is valid and holds `offset + len` bytes (callers check); the iterator
-        // is the call's.
+        // SAFETY: `skb` is valid and its message holds `offset + len` bytes (callers check); the
+        // iterator is the call's.
         let ret = unsafe {
             b::skb_copy_datagram_iter(
                 skb.as_ptr(),
-                offset as i32,
+                (skb.data_start() + offset) as i32,
                 &raw mut (*self.0).msg_iter,
                 len as i32,
             )

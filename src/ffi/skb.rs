@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Socket buffers: [`Skb`], an owned linear `sk_buff` that kcm-rs assembles a message in, and
+//! Socket buffers: [`Skb`], an owned `sk_buff` holding a message (or part of one), and
 //! [`SkbChunk`], bytes of a received TCP `sk_buff` lent to a read actor.
 
 use super::bindings as b;
 use kernel::prelude::*;
 
-/// An owned, linear `sk_buff` holding (part of) one message from `data` for `len` bytes.
+/// An owned `sk_buff` holding (part of) one message: either a linear buffer kcm-rs assembles
+/// the message in, all of whose bytes are the message's, or a window of a received buffer
+/// ([`SkbChunk::clone_window`]): a clone sharing its data, of which the message is `len()` bytes
+/// from `data_start()`. Only linear ones are appended to or trimmed.
 ///
 /// # Invariants
 ///
@@ -49,9 +52,21 @@ impl Skb {
         self.0.as_ptr()
     }
 
+    /// Bytes of the message.
     pub(crate) fn len(&self) -> usize {
+        // SAFETY: The control block of a buffer we own is ours to read.
+        let window = unsafe { (*b::kcmrs_skb_rx_cb(self.0.as_ptr())).len };
+        if window != 0 {
+            return window as usize;
+        }
         // SAFETY: By the type invariant, the buffer is valid.
         unsafe { b::kcmrs_skb_len(self.0.as_ptr()) as usize }
+    }
+
+    /// Where the message's bytes begin in the buffer's data: 0 but for a window.
+    pub(crate) fn data_start(&self) -> usize {
+        // SAFETY: The control block of a buffer we own is ours to read.
+        unsafe { (*b::kcmrs_skb_rx_cb(self.0.as_ptr())).start as usize }
     }
 
     pub(crate) fn tailroom(&self) -> usize {
@@ -79,10 +94,11 @@ impl Skb {
         if len > self.tailroom() {
             return Err(EINVAL);
         }
-        // SAFETY: As in `append_chunk`, with `other` valid by its invariant.
+        // SAFETY: As in `append_chunk`, with `other` valid by its invariant and holding `len`
+        // bytes from `data_start()`.
         let ret = unsafe {
             let dst = b::kcmrs_skb_put(self.0.as_ptr(), len as u32);
-            b::skb_copy_bits(other.0.as_ptr(), 0, dst, len as i32)
+            b::skb_copy_bits(other.0.as_ptr(), other.data_start() as i32, dst, len as i32)
         };
         kernel::error::to_result(ret)
     }
@@ -135,5 +151,20 @@ impl SkbChunk<'_> {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The `len` bytes from `from` as a message of their own that shares the received buffer's
+    /// data (a clone), without copying them.
+    pub(crate) fn clone_window(&self, from: usize, len: usize) -> Result<Skb> {
+        if len == 0 || from + len > self.len {
+            return Err(EINVAL);
+        }
+        let start = u32::try_from(self.offset + from).map_err(|_| EINVAL)?;
+        // SAFETY: The buffer is valid for the chunk's lifetime (`new`) and holds the window;
+        // cloning it under the read that lends it is allowed (the clone shares the data and
+        // takes its own reference on it).
+        let skb = unsafe { b::kcmrs_skb_clone_window(self.skb.cast_mut(), start, len as u32) };
+        // INVARIANT: A new clone is ours alone, on no list.
+        core::ptr::NonNull::new(skb).map(Skb).ok_or(ENOMEM)
     }
 }

@@ -134,6 +134,62 @@ TEST_F(kcm, back_to_back_messages_in_one_write)
 }
 XFAIL_FOR_C_ALL(back_to_back_messages_in_one_write);
 
+/*
+ * kcm_rs does not copy a message of 1 KiB or more that lies whole in one
+ * received segment: the queued message shares the segment's data from an
+ * offset. Such messages at many offsets of one write, between small (copied)
+ * ones, read whole, peeked, truncated (SOCK_DGRAM) or in parts
+ * (SOCK_SEQPACKET): every byte must be the message's own.
+ */
+TEST_F(kcm, messages_sharing_one_segment)
+{
+	static unsigned char stream[12 * 3000];
+	unsigned char part[700];
+	size_t lens[12], off = 0;
+
+	for (unsigned int seq = 0; seq < 12; seq++) {
+		lens[seq] = make_frame(stream + off, seq, seq % 3 == 2 ? 40 + seq : 1020 + seq * 150);
+		off += lens[seq];
+	}
+	ASSERT_EQ(0, write_all(self->tcp[1], stream, off));
+	for (unsigned int seq = 0; seq < 12; seq++) {
+		struct iovec iov = { .iov_base = part, .iov_len = sizeof(part) };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+		size_t len = lens[seq], got = 0;
+
+		if (seq % 4 == 0) {
+			memset(self->buf, 0, len);
+			ASSERT_EQ((int)len, recv_msg(self->kcm, self->buf, sizeof(self->buf), MSG_PEEK));
+			ASSERT_TRUE(check_frame(self->buf, len, seq)) TH_LOG("peek %u", seq);
+		}
+		memset(self->buf, 0, len);
+		if (seq % 2 == 1 || len <= sizeof(part)) {
+			ASSERT_EQ((int)len, recv_msg(self->kcm, self->buf, sizeof(self->buf), 0));
+		} else if (variant->type == SOCK_DGRAM) {
+			/* One call: the head of the message, MSG_TRUNC. */
+			ASSERT_EQ((ssize_t)sizeof(part), recvmsg(self->kcm, &msg, 0));
+			EXPECT_TRUE(msg.msg_flags & MSG_TRUNC);
+			make_frame(self->buf, seq, len - 4);
+			ASSERT_EQ(0, memcmp(part, self->buf, sizeof(part))) TH_LOG("head of %u", seq);
+			continue;
+		} else {
+			while (got < len) {
+				ssize_t n;
+
+				msg.msg_flags = 0;
+				n = recvmsg(self->kcm, &msg, 0);
+				ASSERT_LT(0, n);
+				memcpy(self->buf + got, part, n);
+				got += n;
+				EXPECT_EQ(got == len, !!(msg.msg_flags & MSG_EOR)) TH_LOG("at %zu", got);
+			}
+		}
+		ASSERT_TRUE(check_frame(self->buf, len, seq)) TH_LOG("message %u", seq);
+	}
+	ASSERT_EQ(-EAGAIN, recv_msg(self->kcm, part, sizeof(part), MSG_DONTWAIT));
+}
+XFAIL_FOR_C_ALL(messages_sharing_one_segment);
+
 TEST_F(kcm, one_byte_at_a_time)
 {
 	for (unsigned int seq = 0; seq < 3; seq++) {
