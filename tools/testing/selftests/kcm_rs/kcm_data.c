@@ -96,6 +96,33 @@ static int recv_msg(int kcm, unsigned char *buf, size_t cap, int flags)
 	return n < 0 ? -errno : (int)n;
 }
 
+/*
+ * Receives the next SOCK_SEQPACKET message, @len bytes, in recvmsg calls of at
+ * most @part_len bytes (into @part), into @out. 0; -1 when a call fails; -2
+ * when MSG_EOR comes before the message's last byte or not with it.
+ */
+static int recv_in_parts(int kcm, unsigned char *part, size_t part_len,
+			 unsigned char *out, size_t len)
+{
+	struct iovec iov = { .iov_base = part, .iov_len = part_len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n;
+
+		msg.msg_flags = 0;
+		n = recvmsg(kcm, &msg, 0);
+		if (n <= 0 || (size_t)n > len - got)
+			return -1;
+		memcpy(out + got, part, n);
+		got += n;
+		if ((got == len) != !!(msg.msg_flags & MSG_EOR))
+			return -2;
+	}
+	return 0;
+}
+
 TEST_F(kcm, round_trip)
 {
 	for (unsigned int seq = 0; seq < 16; seq++) {
@@ -155,7 +182,7 @@ TEST_F(kcm, messages_sharing_one_segment)
 	for (unsigned int seq = 0; seq < 12; seq++) {
 		struct iovec iov = { .iov_base = part, .iov_len = sizeof(part) };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-		size_t len = lens[seq], got = 0;
+		size_t len = lens[seq];
 
 		if (seq % 4 == 0) {
 			memset(self->buf, 0, len);
@@ -173,16 +200,8 @@ TEST_F(kcm, messages_sharing_one_segment)
 			ASSERT_EQ(0, memcmp(part, self->buf, sizeof(part))) TH_LOG("head of %u", seq);
 			continue;
 		} else {
-			while (got < len) {
-				ssize_t n;
-
-				msg.msg_flags = 0;
-				n = recvmsg(self->kcm, &msg, 0);
-				ASSERT_LT(0, n);
-				memcpy(self->buf + got, part, n);
-				got += n;
-				EXPECT_EQ(got == len, !!(msg.msg_flags & MSG_EOR)) TH_LOG("at %zu", got);
-			}
+			ASSERT_EQ(0, recv_in_parts(self->kcm, part, sizeof(part), self->buf, len))
+				TH_LOG("message %u", seq);
 		}
 		ASSERT_TRUE(check_frame(self->buf, len, seq)) TH_LOG("message %u", seq);
 	}
@@ -268,10 +287,9 @@ XFAIL_FOR_C_ALL(segment_boundary_torture);
 TEST_F(kcm, short_buffer)
 {
 	size_t len = make_frame(self->buf, 7, 1000);
-	unsigned char part[300];
+	unsigned char part[300], whole[1004];
 	struct iovec iov = { .iov_base = part, .iov_len = sizeof(part) };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	size_t got = 0;
 
 	ASSERT_EQ(0, write_all(self->tcp[1], self->buf, len));
 	make_frame(self->buf + len, 8, 20);
@@ -283,17 +301,8 @@ TEST_F(kcm, short_buffer)
 		EXPECT_EQ(0, memcmp(part, self->buf, sizeof(part)));
 	} else {
 		/* The message in parts, MSG_EOR with its last byte. */
-		while (got < len) {
-			ssize_t n;
-
-			msg.msg_flags = 0;
-			n = recvmsg(self->kcm, &msg, 0);
-			ASSERT_LT(0, n);
-			ASSERT_EQ(0, memcmp(part, self->buf + got, n));
-			got += n;
-			EXPECT_EQ(got == len, !!(msg.msg_flags & MSG_EOR)) TH_LOG("at %zu", got);
-		}
-		ASSERT_EQ(len, got);
+		ASSERT_EQ(0, recv_in_parts(self->kcm, part, sizeof(part), whole, len));
+		ASSERT_EQ(0, memcmp(whole, self->buf, len));
 	}
 	/* The next message is intact. */
 	ASSERT_EQ(24, recv_msg(self->kcm, part, sizeof(part), 0));

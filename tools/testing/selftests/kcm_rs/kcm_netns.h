@@ -694,20 +694,29 @@ struct two_paths {
 	unsigned int saved_add_addr_accepted;
 };
 
+/* One end's two veth devices: their addresses, and up (in that end's ns). */
+static inline int two_path_end_up(const char *dev1, const char *addr1,
+				  const char *dev2, const char *addr2)
+{
+	int ret;
+
+	ret = addr4_add(dev1, addr1, TWO_PATH_PREFIXLEN);
+	if (!ret)
+		ret = addr4_add(dev2, addr2, TWO_PATH_PREFIXLEN);
+	if (!ret)
+		ret = link_set_up(dev1, true);
+	if (!ret)
+		ret = link_set_up(dev2, true);
+	return ret;
+}
+
 /* Addresses, links and path manager of the server end (in the server ns). */
 static inline int two_path_server_side(void)
 {
 	int ret, idx;
 
-	ret = addr4_add(TWO_PATH_DEV1_SERVER, TWO_PATH_ADDR1_SERVER,
-			TWO_PATH_PREFIXLEN);
-	if (!ret)
-		ret = addr4_add(TWO_PATH_DEV2_SERVER, TWO_PATH_ADDR2_SERVER,
-				TWO_PATH_PREFIXLEN);
-	if (!ret)
-		ret = link_set_up(TWO_PATH_DEV1_SERVER, true);
-	if (!ret)
-		ret = link_set_up(TWO_PATH_DEV2_SERVER, true);
+	ret = two_path_end_up(TWO_PATH_DEV1_SERVER, TWO_PATH_ADDR1_SERVER,
+			      TWO_PATH_DEV2_SERVER, TWO_PATH_ADDR2_SERVER);
 	if (!ret)
 		ret = mptcp_pm_set_limits(2, 0);
 	if (ret)
@@ -809,15 +818,8 @@ static inline int two_path_setup(struct two_paths *p)
 		ret = veth_pair_add(TWO_PATH_DEV2_CLIENT, TWO_PATH_DEV2_SERVER,
 				    p->server_ns);
 	if (!ret)
-		ret = addr4_add(TWO_PATH_DEV1_CLIENT, TWO_PATH_ADDR1_CLIENT,
-				TWO_PATH_PREFIXLEN);
-	if (!ret)
-		ret = addr4_add(TWO_PATH_DEV2_CLIENT, TWO_PATH_ADDR2_CLIENT,
-				TWO_PATH_PREFIXLEN);
-	if (!ret)
-		ret = link_set_up(TWO_PATH_DEV1_CLIENT, true);
-	if (!ret)
-		ret = link_set_up(TWO_PATH_DEV2_CLIENT, true);
+		ret = two_path_end_up(TWO_PATH_DEV1_CLIENT, TWO_PATH_ADDR1_CLIENT,
+				      TWO_PATH_DEV2_CLIENT, TWO_PATH_ADDR2_CLIENT);
 	if (ret)
 		goto fail;
 
