@@ -3,7 +3,7 @@
 # Check the console log of a tools/vm/run.sh guest. Fails (exit 1, with the
 # report printed) when the guest did not finish, the provider module did not
 # load or unload, kmemleak found a leak, or the kernel log has a KASAN,
-# lockdep, WARN, BUG, Oops, panic or other report.
+# lockdep, WARN, BUG, Oops, panic, RCU stall, lockup or other report.
 set -euo pipefail
 log=${1:?usage: log-check.sh CONSOLE_LOG}
 fail=0
@@ -20,7 +20,7 @@ if [ -n "$leaks" ]; then
 	head -n 80 <<<"$leaks" >&2 || true
 	fail=1
 fi
-reports='BUG:|WARNING:|KASAN|UBSAN|Oops|Kernel panic|general protection|possible recursive locking|possible circular locking|inconsistent lock state|suspicious RCU usage|INFO: task .* blocked|sleeping function called from invalid context|list_(add|del) corruption|ODEBUG:|refcount_t:|rust_panic|panicked at|kmemleak: [0-9]+ new suspected'
+reports='BUG:|WARNING:|KASAN|UBSAN|Oops|Kernel panic|general protection|possible recursive locking|possible circular locking|inconsistent lock state|suspicious RCU usage|INFO: task .* blocked|rcu: INFO: .* stall|rcu_.* detected stalls|soft lockup|hard LOCKUP|sleeping function called from invalid context|list_(add|del) corruption|ODEBUG:|refcount_t:|rust_panic|panicked at|kmemleak: [0-9]+ new suspected'
 if ! grep -q '^KCMRS-DMESG-END$' "$log"; then
 	echo "log-check: the guest's kernel log dump is missing or cut short" >&2
 	fail=1

@@ -24,7 +24,10 @@ for report in "BUG: KASAN: slab-use-after-free in kcm_release" \
 	"WARNING: possible circular locking dependency detected" \
 	"Oops: general protection fault, probably for non-canonical address" \
 	"rust_kernel: panicked at src/mux.rs:10:5:" \
-	"BUG: sleeping function called from invalid context at kernel/locking/mutex.c:1"; do
+	"BUG: sleeping function called from invalid context at kernel/locking/mutex.c:1" \
+	"rcu: INFO: rcu_preempt self-detected stall on CPU" \
+	"rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:" \
+	"watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [kworker/u8:0:12]"; do
 	clean "[    2.0] $report" >"$t/r"; expect fail "$report" "$t/r"
 done
 # A report early in a long log (the pipe case that once hid a KASAN report).
