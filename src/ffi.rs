@@ -11,6 +11,7 @@ pub(crate) mod bpf;
 pub(crate) mod errno;
 pub(crate) mod family;
 pub(crate) mod kcm_sk;
+pub(crate) mod lock;
 pub(crate) mod msg;
 pub(crate) mod pernet;
 pub(crate) mod procfs;

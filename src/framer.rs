@@ -18,7 +18,7 @@
 
 use crate::ffi::bpf::BpfProg;
 use crate::ffi::errno::eproto;
-use crate::ffi::skb::{Skb, SkbChunk};
+use crate::ffi::skb::{AllocContext, Skb, SkbChunk};
 use kernel::prelude::*;
 
 /// Bytes the parser first sees of a message.
@@ -54,6 +54,51 @@ pub(crate) struct Fed {
     pub(crate) used: usize,
     /// A complete message, if one ended in the chunk.
     pub(crate) message: Option<Skb>,
+    /// In softirq, a buffer could not be allocated: the framer stopped (its state is whole) and
+    /// the rest goes to a read in process context, which may sleep for memory.
+    pub(crate) starved: bool,
+}
+
+impl Fed {
+    fn used(used: usize) -> Self {
+        Self {
+            used,
+            message: None,
+            starved: false,
+        }
+    }
+}
+
+/// Why parsing stopped inside a chunk.
+enum Stop {
+    /// No buffer in softirq, after `used` bytes of the chunk were taken.
+    Starved { used: usize },
+    /// The stream cannot be parsed any further.
+    Broken(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Broken(e)
+    }
+}
+
+/// A new buffer for `capacity` bytes. In softirq a failure is a [`Stop::Starved`] after `used`
+/// bytes; in process context it is final (ENOMEM).
+fn alloc_or_stop(
+    capacity: usize,
+    ctx: AllocContext,
+    used: usize,
+) -> core::result::Result<Skb, Stop> {
+    Skb::alloc(capacity, ctx).map_err(|e| starved_or_broken(e, ctx, used))
+}
+
+fn starved_or_broken(e: Error, ctx: AllocContext, used: usize) -> Stop {
+    if e == ENOMEM && ctx == AllocContext::Softirq {
+        Stop::Starved { used }
+    } else {
+        Stop::Broken(e)
+    }
 }
 
 impl Framer {
@@ -63,45 +108,62 @@ impl Framer {
     }
 
     /// Feeds bytes of the stream. Uses the chunk up to the end of the first message that ends
-    /// in it. `max_len` is the largest message accepted (EMSGSIZE above it).
+    /// in it. `max_len` is the largest message accepted (EMSGSIZE above it). Buffers are
+    /// allocated as `ctx` allows.
     pub(crate) fn feed(
         &mut self,
         chunk: &SkbChunk<'_>,
-        from: usize,
         prog: &BpfProg,
         max_len: usize,
+        ctx: AllocContext,
     ) -> core::result::Result<Fed, StreamError> {
-        let avail = chunk.len() - from;
         let mut partial = match self.partial.take() {
             Some(partial) => partial,
-            None => Partial {
-                msg: match self.spare.take() {
+            None => {
+                let msg = match self.spare.take() {
                     Some(mut spare) => {
                         spare.trim(0);
                         spare
                     }
-                    None => Skb::alloc(PEEK.min(avail.max(1))).map_err(StreamError)?,
-                },
-                len: None,
-            },
+                    None => match alloc_or_stop(PEEK.min(chunk.len().max(1)), ctx, 0) {
+                        Ok(msg) => msg,
+                        Err(Stop::Starved { .. }) => {
+                            return Ok(Fed {
+                                starved: true,
+                                ..Fed::used(0)
+                            })
+                        }
+                        Err(Stop::Broken(e)) => return Err(StreamError(e)),
+                    },
+                };
+                Partial { msg, len: None }
+            }
         };
         let result = match partial.len {
-            Some(len) => Self::fill(&mut partial, chunk, from, len),
-            None => Self::parse(&mut partial, chunk, from, prog, max_len, &mut self.spare),
+            Some(len) => Self::fill(&mut partial, chunk, len),
+            None => Self::parse(&mut partial, chunk, prog, max_len, &mut self.spare, ctx),
         };
         match result {
             Ok(used) if partial.len == Some(partial.msg.len()) => Ok(Fed {
-                used,
                 message: Some(partial.msg),
+                ..Fed::used(used)
             }),
             Ok(used) => {
                 self.partial = Some(partial);
+                Ok(Fed::used(used))
+            }
+            Err(Stop::Starved { used }) => {
+                if partial.msg.len() == 0 {
+                    self.spare = Some(partial.msg);
+                } else {
+                    self.partial = Some(partial);
+                }
                 Ok(Fed {
-                    used,
-                    message: None,
+                    starved: true,
+                    ..Fed::used(used)
                 })
             }
-            Err(e) => Err(e),
+            Err(Stop::Broken(e)) => Err(StreamError(e)),
         }
     }
 
@@ -109,46 +171,41 @@ impl Framer {
     fn fill(
         partial: &mut Partial,
         chunk: &SkbChunk<'_>,
-        from: usize,
         len: usize,
-    ) -> core::result::Result<usize, StreamError> {
-        let take = (chunk.len() - from).min(len - partial.msg.len());
-        partial
-            .msg
-            .append_chunk(chunk, from, take)
-            .map_err(StreamError)?;
+    ) -> core::result::Result<usize, Stop> {
+        let take = chunk.len().min(len - partial.msg.len());
+        partial.msg.append_chunk(chunk, 0, take)?;
         Ok(take)
     }
 
     /// Copies a growing prefix and runs the parser until it gives a length or the chunk ends.
-    /// A prefix buffer the message does not need any more goes to `spare`.
+    /// A prefix buffer the message does not need any more goes to `spare`. The length is
+    /// recorded only once the message has its buffer, so that after a [`Stop::Starved`] the
+    /// next chunk goes on parsing.
     fn parse(
         partial: &mut Partial,
         chunk: &SkbChunk<'_>,
-        from: usize,
         prog: &BpfProg,
         max_len: usize,
         spare: &mut Option<Skb>,
-    ) -> core::result::Result<usize, StreamError> {
+        ctx: AllocContext,
+    ) -> core::result::Result<usize, Stop> {
         // Bytes of earlier chunks: already consumed from the stream.
         let before = partial.msg.len();
         let mut used = 0;
         loop {
             let have = partial.msg.len();
             let want = if have < PEEK { PEEK - have } else { have };
-            let take = (chunk.len() - from - used).min(want);
+            let take = (chunk.len() - used).min(want);
             if take == 0 {
                 return Ok(used);
             }
             if partial.msg.tailroom() < take {
-                let mut bigger = Skb::alloc(have + take.max(have)).map_err(StreamError)?;
-                bigger.append_skb(&partial.msg).map_err(StreamError)?;
+                let mut bigger = alloc_or_stop(have + take.max(have), ctx, used)?;
+                bigger.append_skb(&partial.msg)?;
                 partial.msg = bigger;
             }
-            partial
-                .msg
-                .append_chunk(chunk, from + used, take)
-                .map_err(StreamError)?;
+            partial.msg.append_chunk(chunk, used, take)?;
             used += take;
             let have = partial.msg.len();
 
@@ -160,21 +217,21 @@ impl Framer {
                     .checked_neg()
                     .filter(|e| *e < 4096)
                     .unwrap_or(-EMSGSIZE.to_errno());
-                return Err(StreamError(Error::from_errno(-errno)));
+                return Err(Stop::Broken(Error::from_errno(-errno)));
             }
             if verdict == 0 {
                 if have > max_len {
-                    return Err(StreamError(EMSGSIZE));
+                    return Err(Stop::Broken(EMSGSIZE));
                 }
                 continue;
             }
             let len = verdict as usize;
             if len > max_len {
-                return Err(StreamError(EMSGSIZE));
+                return Err(Stop::Broken(EMSGSIZE));
             }
             if len <= before {
                 // The message would end inside bytes already taken from the stream.
-                return Err(StreamError(eproto()));
+                return Err(Stop::Broken(eproto()));
             }
             if len <= have {
                 // The message ends inside what was copied: the rest is the next message's.
@@ -182,18 +239,21 @@ impl Framer {
                 partial.len = Some(len);
                 return Ok(used - (have - len));
             }
-            partial.len = Some(len);
-            if before == 0 && len >= SHARE_MIN && from + len <= chunk.len() {
+            if before == 0 && len >= SHARE_MIN && len <= chunk.len() {
                 // The whole message is in this buffer: share its data.
-                let shared = chunk.clone_window(from, len).map_err(StreamError)?;
+                let shared = chunk
+                    .clone_window(0, len, ctx)
+                    .map_err(|e| starved_or_broken(e, ctx, used))?;
                 *spare = Some(core::mem::replace(&mut partial.msg, shared));
+                partial.len = Some(len);
                 return Ok(len);
             }
             if partial.msg.tailroom() < len - have {
-                let mut whole = Skb::alloc(len).map_err(StreamError)?;
-                whole.append_skb(&partial.msg).map_err(StreamError)?;
+                let mut whole = alloc_or_stop(len, ctx, used)?;
+                whole.append_skb(&partial.msg)?;
                 *spare = Some(core::mem::replace(&mut partial.msg, whole));
             }
+            partial.len = Some(len);
             return Ok(used);
         }
     }

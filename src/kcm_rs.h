@@ -43,6 +43,7 @@ struct kcmrs_sock {
 
 void kcmrs_spin_lock_bh(spinlock_t *lock);
 void kcmrs_spin_unlock_bh(spinlock_t *lock);
+bool kcmrs_spin_trylock_bh(spinlock_t *lock);
 
 struct net *kcmrs_sock_net(const struct sock *sk);
 void kcmrs_sock_set_state(struct sock *sk, int state);
@@ -116,16 +117,18 @@ void kcmrs_sk_set_cork(struct sock *sk, bool on);
 struct socket *kcmrs_sockfd_lookup(int fd, int *err);
 struct bpf_prog *kcmrs_bpf_prog_get_socket_filter(int fd);
 u32 kcmrs_bpf_prog_run(const struct bpf_prog *prog, struct sk_buff *skb);
+bool kcmrs_sk_owned_by_user(const struct sock *sk);
 int kcmrs_read_sock(struct socket *sock, read_descriptor_t *desc,
 		    sk_read_actor_t actor);
 
 /* sk_buff (opaque to Rust). */
-struct sk_buff *kcmrs_alloc_skb(unsigned int size);
+struct sk_buff *kcmrs_alloc_skb(unsigned int size, bool atomic);
 unsigned int kcmrs_skb_len(const struct sk_buff *skb);
 unsigned int kcmrs_skb_tailroom(const struct sk_buff *skb);
 void *kcmrs_skb_put(struct sk_buff *skb, unsigned int len);
 struct kcmrs_rx_cb *kcmrs_skb_rx_cb(struct sk_buff *skb);
-struct sk_buff *kcmrs_skb_clone_window(struct sk_buff *skb, unsigned int start, unsigned int len);
+struct sk_buff *kcmrs_skb_clone_window(struct sk_buff *skb, unsigned int start, unsigned int len,
+				       bool atomic);
 struct sk_buff *kcmrs_skb_peek(struct sk_buff_head *queue);
 struct sk_buff *kcmrs_skb_dequeue(struct sk_buff_head *queue);
 void kcmrs_skb_set_owner_r(struct sk_buff *skb, struct sock *sk);

@@ -16,6 +16,11 @@ void kcmrs_spin_unlock_bh(spinlock_t *lock)
 	spin_unlock_bh(lock);
 }
 
+bool kcmrs_spin_trylock_bh(spinlock_t *lock)
+{
+	return spin_trylock_bh(lock);
+}
+
 struct net *kcmrs_sock_net(const struct sock *sk)
 {
 	return sock_net(sk);
@@ -313,15 +318,29 @@ u32 kcmrs_bpf_prog_run(const struct bpf_prog *prog, struct sk_buff *skb)
 	return bpf_prog_run_pin_on_cpu(prog, skb);
 }
 
+bool kcmrs_sk_owned_by_user(const struct sock *sk)
+{
+	return sock_owned_by_user_nocheck(sk);
+}
+
 int kcmrs_read_sock(struct socket *sock, read_descriptor_t *desc,
 		    sk_read_actor_t actor)
 {
 	return sock->ops->read_sock(sock->sk, desc, actor);
 }
 
-struct sk_buff *kcmrs_alloc_skb(unsigned int size)
+/*
+ * Receive-path allocations: charged to the task in process context; in softirq
+ * (atomic) they must not sleep, and a failure sends the read to process context.
+ */
+static gfp_t kcmrs_rx_gfp(bool atomic)
 {
-	return alloc_skb(size, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	return (atomic ? GFP_ATOMIC : GFP_KERNEL_ACCOUNT) | __GFP_NOWARN;
+}
+
+struct sk_buff *kcmrs_alloc_skb(unsigned int size, bool atomic)
+{
+	return alloc_skb(size, kcmrs_rx_gfp(atomic));
 }
 
 unsigned int kcmrs_skb_len(const struct sk_buff *skb)
@@ -350,7 +369,8 @@ struct kcmrs_rx_cb *kcmrs_skb_rx_cb(struct sk_buff *skb)
  * shares the buffer's data. The clone is charged its share of the buffer's memory, so the
  * messages cut from one buffer together are charged about what it was.
  */
-struct sk_buff *kcmrs_skb_clone_window(struct sk_buff *skb, unsigned int start, unsigned int len)
+struct sk_buff *kcmrs_skb_clone_window(struct sk_buff *skb, unsigned int start, unsigned int len,
+				       bool atomic)
 {
 	struct sk_buff *clone;
 	struct kcmrs_rx_cb *cb;
@@ -358,7 +378,7 @@ struct sk_buff *kcmrs_skb_clone_window(struct sk_buff *skb, unsigned int start, 
 
 	if (WARN_ON_ONCE(!len || start > skb->len || len > skb->len - start))
 		return NULL;
-	clone = skb_clone(skb, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	clone = skb_clone(skb, kcmrs_rx_gfp(atomic));
 	if (!clone)
 		return NULL;
 	share = div_u64((u64)skb->truesize * len, skb->len);

@@ -11,19 +11,21 @@
 //! in `Documentation/kcm-rs/design.rst`.
 //!
 //! 1. `lock_sock` of a KCM socket (`KcmSk::lock`): one reader, or a KCM_RECV_DISABLE change.
-//! 2. `Psock::rx` (mutex): the psock's framer and held message.
-//! 3. `lock_sock` of an attached socket (`StreamSocket::lock`): the read of its receive work,
-//!    unattach.
-//! 4. `KcmSock::tx` (mutex): the message a socket is building. Not held while it is sent: the
+//! 2. The lock of an attached socket: `lock_sock` (`AttachedStream::lock`), or in its
+//!    `sk_data_ready` the spinlock TCP holds while no task owns it (`SoftirqLocked`). It
+//!    protects the psock's receive state (`PsockRx`).
+//! 3. `KcmSock::tx` (mutex): the message a socket is building. Not held while it is sent: the
 //!    `sending` flag gives the sender the turn, and other senders wait for it on
 //!    `KcmSock::tx_turn` (interruptibly, within SO_SNDTIMEO).
-//! 5. `Mux::state` (mutex): members, psocks, held messages, stalled psocks.
-//! 6. `Psock::tx` (mutex): the psock's reservation and writing flags (unattach waits on
-//!    `Psock::tx_idle` with it until a message being written is finished).
-//! 7. `NetState::muxes` (mutex): the multiplexors of a namespace.
+//! 4. `NetState::muxes` (mutex): the multiplexors of a namespace; never held with a lock below.
+//! 5. `Mux::state` (`SpinLockBh`, taken in softirq too): members, psocks, held messages.
+//!    Nothing under it sleeps; its vectors grow with it released (`Mux::lock_with_room`).
+//! 6. `Psock::tx` (`SpinLockBh`): the psock's reservation, writing and broken flags (unattach
+//!    waits on `Psock::tx_idle` with it released until a message being written is finished).
 //!
-//! No kcm-rs lock is held while calling into TCP to send, while waiting for a message, or while
-//! queueing work. Softirq callbacks take no kcm-rs lock: they only queue the receive work.
+//! `sk_callback_lock` of an attached socket is taken under `Mux::state` (attach); the
+//! callbacks release it before they parse. No kcm-rs lock is held while calling into TCP to
+//! send or while waiting for a message.
 
 use kernel::prelude::*;
 

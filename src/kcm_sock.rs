@@ -142,10 +142,9 @@ impl KcmSock {
             SockOption::RecvDisable => {
                 // No read of this socket is under way while its queue moves elsewhere.
                 let _guard = self.sk.lock();
-                self.mux.set_recv_disabled(self.index, value != 0);
+                self.mux.set_recv_disabled(self.index, value != 0)
             }
         }
-        Ok(())
     }
 
     pub(crate) fn option(&self, option: SockOption) -> i32 {

@@ -15,6 +15,7 @@
 //! looks at the multiplexor only when something waits for room ([`Mux::message_consumed`]).
 
 use crate::ffi::kcm_sk::{KcmSk, KcmSkRef};
+use crate::ffi::lock::{new_spinlock_bh, SpinLockBh, SpinLockBhGuard};
 use crate::ffi::skb::Skb;
 use crate::net_state::NetState;
 use crate::psock::{Psock, PsockMemory, SendLimits, TxError};
@@ -23,7 +24,7 @@ use crate::timeo::wait_within;
 use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::barrier::smp_mb;
-use kernel::sync::{Arc, CondVar, Mutex};
+use kernel::sync::{Arc, CondVar};
 
 /// KCM sockets whose readers one delivery wakes after the multiplexor's lock is released; more
 /// than this many are woken at once, under it.
@@ -78,8 +79,6 @@ struct MuxState {
     psocks: KVec<Arc<Psock>>,
     /// Messages that no member could take, oldest first.
     held: KVec<Skb>,
-    /// Psocks that hold a message no member could take (room reserved for every psock).
-    rx_stalled: KVec<Arc<Psock>>,
     /// Where the next receive and transmit searches start.
     next_rx: usize,
     next_tx: usize,
@@ -90,6 +89,13 @@ struct MuxState {
 impl MuxState {
     fn find_member(&self, index: u32) -> Option<usize> {
         self.members.binary_search_by_key(&index, |m| m.index).ok()
+    }
+
+    /// Messages queued on the member with `index`. Only deliveries, under the multiplexor's
+    /// lock, add to a member's queue: under the lock the count can only fall.
+    fn queued_on(&self, index: u32) -> usize {
+        self.find_member(index)
+            .map_or(0, |pos| self.members[pos].sk.queue_len())
     }
 
     /// The member the next message goes to, if any can receive.
@@ -141,6 +147,7 @@ impl MuxState {
             }
         }
         // The queue is empty and deliveries take the lock we hold: it goes back at the head.
+        // (Room in `held` for the whole queue was made before: `Mux::lock_with_room`.)
         if let Some(msg) = begun {
             sk.deliver(msg);
         }
@@ -157,27 +164,15 @@ impl MuxState {
         Some(self.psocks[i].clone())
     }
 
-    /// Where a new psock goes in `psocks` and its index, with room reserved for it there and in
-    /// `rx_stalled`. ENOENT once the multiplexor has ended.
-    fn make_room_for_psock(&mut self) -> Result<(usize, u32)> {
-        if self.closed {
-            return Err(ENOENT);
-        }
-        let place = lowest_free_index(self.psocks.iter().map(|p| p.index()))?;
-        self.psocks.reserve(1, GFP_KERNEL)?;
-        let psocks = self.psocks.len();
-        self.rx_stalled.reserve(psocks + 1, GFP_KERNEL)?;
-        Ok(place)
-    }
-
-    /// Keeps a message for the next member with room. A multiplexor that has ended has no
-    /// member any more: the message is dropped.
+    /// Keeps a message for the next member with room; the caller made room in `held`
+    /// ([`Mux::lock_with_room`]). A multiplexor that has ended has no member any more: the
+    /// message is dropped.
     fn hold(&mut self, msg: Skb) {
         if self.closed {
             return;
         }
-        // On allocation failure the message is dropped: there is no reader to report it to.
-        let _ = self.held.push(msg, GFP_KERNEL);
+        // Cannot fail: room was made.
+        let _ = self.held.push_within_capacity(msg);
     }
 }
 
@@ -224,7 +219,7 @@ pub(crate) struct Mux {
     /// Sums of the psocks that were unattached.
     departed_psocks: PsockStats,
     #[pin]
-    state: Mutex<MuxState>,
+    state: SpinLockBh<MuxState>,
     /// Senders wait here for a psock to become free or to be attached.
     #[pin]
     psock_free: CondVar,
@@ -241,12 +236,11 @@ impl Mux {
                 room_wanted: Atomic::new(false),
                 senders_waiting: Atomic::new(0),
                 departed_psocks: PsockStats::default(),
-                state <- kernel::new_mutex!(
+                state <- new_spinlock_bh!(
                     MuxState {
                         members: KVec::new(),
                         psocks: KVec::new(),
                         held: KVec::new(),
-                        rx_stalled: KVec::new(),
                         next_rx: 0,
                         next_tx: 0,
                         closed: false,
@@ -261,11 +255,41 @@ impl Mux {
         Ok(mux)
     }
 
+    /// Takes the multiplexor's lock with room in the vector `vec` of its state for `extra`
+    /// more items (as counted under the lock). `state` is a spinlock that softirq takes: the
+    /// memory is allocated with the lock released, and the count is checked again.
+    fn lock_with_room<T>(
+        &self,
+        vec: impl Fn(&mut MuxState) -> &mut KVec<T>,
+        extra: impl Fn(&MuxState) -> usize,
+    ) -> Result<SpinLockBhGuard<'_, MuxState>> {
+        loop {
+            let mut st = self.state.lock();
+            let need = vec(&mut st).len() + extra(&st);
+            if vec(&mut st).capacity() >= need {
+                return Ok(st);
+            }
+            drop(st);
+            let mut fresh = KVec::with_capacity(need, GFP_KERNEL)?;
+            let mut st = self.state.lock();
+            let need = vec(&mut st).len() + extra(&st);
+            if fresh.capacity() < need {
+                continue;
+            }
+            let old = vec(&mut st);
+            for item in old.drain_all() {
+                // Cannot fail: `fresh` has room for all of them.
+                let _ = fresh.push_within_capacity(item);
+            }
+            *old = fresh;
+            return Ok(st);
+        }
+    }
+
     /// Adds the KCM socket `sk`; returns its index.
     pub(crate) fn join(&self, sk: KcmSk, stats: Arc<SockStats>) -> Result<u32> {
-        let mut st = self.state.lock();
+        let mut st = self.lock_with_room(|st| &mut st.members, |_| 1)?;
         let (pos, index) = lowest_free_index(st.members.iter().map(|m| m.index))?;
-        st.members.reserve(1, GFP_KERNEL)?;
         let member = Member {
             index,
             recv_disabled: false,
@@ -285,7 +309,11 @@ impl Mux {
     /// the other members. The last member to leave ends the multiplexor: its psocks are
     /// unattached and it leaves the namespace's list.
     pub(crate) fn leave(&self, index: u32) {
-        let mut st = self.state.lock();
+        // With no room for its messages, they are dropped: the socket is closing, and its
+        // release cannot fail.
+        let mut st = self
+            .lock_with_room(|st| &mut st.held, |st| st.queued_on(index))
+            .unwrap_or_else(|_| self.state.lock());
         let Some(pos) = st.find_member(index) else {
             return;
         };
@@ -310,12 +338,13 @@ impl Mux {
 
     /// Ends the multiplexor, whose last member has gone: its psocks are unattached, held
     /// messages (which no reader took) are freed, and it leaves the namespace's list.
-    fn end(&self, mut st: kernel::sync::MutexGuard<'_, MuxState>) {
+    fn end(&self, mut st: SpinLockBhGuard<'_, MuxState>) {
         st.closed = true;
         let psocks = core::mem::take(&mut st.psocks);
-        st.held.clear();
-        st.rx_stalled.clear();
+        let held = core::mem::take(&mut st.held);
         drop(st);
+        // Freed outside the lock.
+        drop(held);
         for psock in psocks.iter() {
             psock.stop();
             self.psock_gone(psock);
@@ -328,10 +357,14 @@ impl Mux {
     /// Sets KCM_RECV_DISABLE of the member with `index`. Disabling moves the messages queued on
     /// it to the other members (or holds them); the caller holds the socket's lock, so no read
     /// of it is under way.
-    pub(crate) fn set_recv_disabled(&self, index: u32, disabled: bool) {
-        let mut st = self.state.lock();
+    pub(crate) fn set_recv_disabled(&self, index: u32, disabled: bool) -> Result {
+        let mut st = if disabled {
+            self.lock_with_room(|st| &mut st.held, |st| st.queued_on(index))?
+        } else {
+            self.state.lock()
+        };
         let Some(pos) = st.find_member(index) else {
-            return;
+            return Ok(());
         };
         st.members[pos].recv_disabled = disabled;
         if disabled {
@@ -343,6 +376,7 @@ impl Mux {
         if !disabled {
             self.room_available();
         }
+        Ok(())
     }
 
     pub(crate) fn recv_disabled(&self, index: u32) -> bool {
@@ -376,11 +410,8 @@ impl Mux {
             }
         }
         let all_taken = msgs.is_empty();
-        // Once ended, the multiplexor keeps no psock: it would keep the multiplexor alive (the
-        // psock holds it) after `end` emptied `rx_stalled`, while the psock's work runs.
-        if !all_taken && !st.closed && !st.rx_stalled.iter().any(|p| Arc::ptr_eq(p, psock)) {
-            // Room for every psock is reserved at attach.
-            let _ = st.rx_stalled.push_within_capacity(psock.clone());
+        if !all_taken {
+            psock.set_rx_stalled(true);
         }
         drop(st);
         wakeups.wake();
@@ -409,10 +440,18 @@ impl Mux {
         st.drain_held();
     }
 
-    /// Keeps a whole message for the next member with room (from an unattached psock).
-    pub(crate) fn hold(&self, msg: Skb) {
-        let mut st = self.state.lock();
-        st.hold(msg);
+    /// Keeps the whole messages of an unattached psock for the next members with room. Without
+    /// memory for them they are dropped (unattach cannot fail).
+    pub(crate) fn hold_all(&self, msgs: &mut KVec<Skb>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let mut st = self
+            .lock_with_room(|st| &mut st.held, |_| msgs.len())
+            .unwrap_or_else(|_| self.state.lock());
+        for msg in msgs.drain_all() {
+            st.hold(msg);
+        }
         self.note_held(&mut st);
     }
 
@@ -431,8 +470,9 @@ impl Mux {
     pub(crate) fn room_available(&self) {
         let mut st = self.state.lock();
         st.drain_held();
-        while let Some(psock) = st.rx_stalled.pop() {
-            Psock::data_ready(psock);
+        for psock in st.psocks.iter().filter(|p| p.rx_stalled()) {
+            psock.set_rx_stalled(false);
+            Psock::kick(psock.clone());
         }
         // A psock queued again sets it anew if it still finds no room.
         if st.held.is_empty() {
@@ -458,11 +498,18 @@ impl Mux {
                 return Err(e);
             }
         };
-        let mut st = self.state.lock();
-        let (pos, index) = match st.make_room_for_psock() {
-            Ok(place) => place,
+        let place = self
+            .lock_with_room(|st| &mut st.psocks, |_| 1)
+            .and_then(|st| {
+                if st.closed {
+                    return Err(ENOENT);
+                }
+                let place = lowest_free_index(st.psocks.iter().map(|p| p.index()))?;
+                Ok((st, place))
+            });
+        let (mut st, (pos, index)) = match place {
+            Ok(found) => found,
             Err(e) => {
-                drop(st);
                 give_back(&stream);
                 return Err(e);
             }
@@ -473,7 +520,7 @@ impl Mux {
             give_back(psock.stream());
             return Err(e);
         }
-        // Cannot fail: `pos` is at most the length and room was reserved.
+        // Cannot fail: `pos` is at most the length and room was made.
         let _ = st.psocks.insert_within_capacity(pos, psock);
         drop(st);
         self.stats.psock_attach.inc();
@@ -490,7 +537,6 @@ impl Mux {
             .position(|p| p.stream().same_socket(stream))
             .ok_or(ENOENT)?;
         let psock = st.psocks.remove(pos).map_err(|_| ENOENT)?;
-        st.rx_stalled.retain(|p| !Arc::ptr_eq(p, &psock));
         drop(st);
         if psock.status().reserved {
             self.stats.psock_unattach_rsvd.inc();
@@ -517,25 +563,35 @@ impl Mux {
         &self.departed_psocks
     }
 
-    /// A snapshot for /proc/net/kcm.
+    /// A snapshot for /proc/net/kcm. The memory for it is allocated without the lock held.
     pub(crate) fn report(&self) -> Result<MuxReport> {
-        let st = self.state.lock();
-        let mut members = KVec::with_capacity(st.members.len(), GFP_KERNEL)?;
-        for m in st.members.iter() {
-            let queue = m.sk.queue_state();
-            let report = MemberReport {
-                index: m.index,
-                stats: m.stats.clone(),
-                queue,
-                rx_wait: queue.0 == 0 && m.sk.has_waiter(),
+        loop {
+            let (n_members, n_psocks) = {
+                let st = self.state.lock();
+                (st.members.len(), st.psocks.len())
             };
-            members.push(report, GFP_KERNEL)?;
+            let mut members = KVec::with_capacity(n_members, GFP_KERNEL)?;
+            let mut psocks = KVec::with_capacity(n_psocks, GFP_KERNEL)?;
+            let st = self.state.lock();
+            if st.members.len() > members.capacity() || st.psocks.len() > psocks.capacity() {
+                continue;
+            }
+            for m in st.members.iter() {
+                let queue = m.sk.queue_state();
+                let report = MemberReport {
+                    index: m.index,
+                    stats: m.stats.clone(),
+                    queue,
+                    rx_wait: queue.0 == 0 && m.sk.has_waiter(),
+                };
+                // Cannot fail: room was checked.
+                let _ = members.push_within_capacity(report);
+            }
+            for p in st.psocks.iter() {
+                let _ = psocks.push_within_capacity(p.clone());
+            }
+            return Ok(MuxReport { members, psocks });
         }
-        let mut psocks = KVec::with_capacity(st.psocks.len(), GFP_KERNEL)?;
-        for p in st.psocks.iter() {
-            psocks.push(p.clone(), GFP_KERNEL)?;
-        }
-        Ok(MuxReport { members, psocks })
     }
 
     /// A psock was attached, freed or broke: wake senders waiting for one. The lock orders the

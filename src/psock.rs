@@ -2,27 +2,32 @@
 
 //! [`Psock`]: a TCP, MPTCP or kernel TLS socket attached to a multiplexor.
 //!
-//! Receive: the socket's `data_ready` (with TLS: record-ready) and `state_change` callbacks
-//! (softirq) only queue the psock's receive work. The work (process context, under the
-//! psock's `rx` lock, then the socket's lock) reads what arrived through the [`Framer`]. The
-//! first whole message of a run goes to the multiplexor at once (a reader may be waiting for
-//! just that reply); the following ones, up to [`RX_BATCH`], together after the socket's lock
-//! is released (one round trip of the multiplexor's lock and one wake-up per KCM socket for
-//! the batch, and senders on the socket are not held up meanwhile). When no KCM socket can
-//! take a message, the psock keeps it and stops reading, so TCP flow control pushes back on the
-//! peer; the multiplexor queues the work again when room appears.
+//! Receive: the psock's receive state (framer, assembled messages) is protected by the
+//! socket's own lock ([`AttachedStream`]). When bytes arrive on a plain TCP socket that no task
+//! owns, `sk_data_ready` (softirq, under the socket's spinlock) reads them at once, as net/kcm's
+//! stream parser does: a request reaches its reader with one wake-up. Otherwise (MPTCP, kernel
+//! TLS, a socket a task owns, a softirq that could not allocate or used its budget) the callback
+//! queues the psock's receive work, which reads under `lock_sock`. Either way the bytes go
+//! through the [`Framer`]; the first whole message of a run goes to the multiplexor at once (a
+//! reader may be waiting for just that reply), the following ones, up to [`RX_BATCH`], together
+//! (one round trip of the multiplexor's lock and one wake-up per KCM socket for the batch).
+//! When no KCM socket can take a message, the psock keeps it and stops reading, so TCP flow
+//! control pushes back on the peer; the multiplexor queues the work again when room appears.
 //!
 //! Transmit: a sender reserves the psock (`PsockTx::busy`), writes one whole message and
 //! releases it, so messages never interleave on the stream.
 
 use crate::ffi::bpf::BpfProg;
-use crate::ffi::stream::StreamSocket;
+use crate::ffi::lock::{new_spinlock_bh, SpinLockBh};
+use crate::ffi::skb::{AllocContext, Skb};
+use crate::ffi::stream::{AttachedGuard, AttachedStream, SoftirqLocked, StreamSocket};
 use crate::ffi::workqueue;
 use crate::framer::{Framer, StreamError};
 use crate::mux::Mux;
 use crate::stats::PsockStats;
 use kernel::prelude::*;
-use kernel::sync::{Arc, CondVar, Mutex, UniqueArc};
+use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::sync::{Arc, CondVar, UniqueArc};
 use kernel::time::{Delta, Instant, Monotonic};
 use kernel::workqueue::{DelayedWork, Work, WorkItem};
 
@@ -42,19 +47,24 @@ fn fatal_signal_pending() -> bool {
 /// Longest wait of the assembly timer; it is armed again while a message stays incomplete.
 const TIMER_STEP_MS: i64 = 1000;
 
-/// Bytes one run of the receive work takes from the stream before it queues itself again,
-/// so that senders waiting for the TCP socket's lock and other psocks' work get their turn.
+/// Bytes one receive run (softirq or work) takes from the stream before it queues the work
+/// again, so that senders waiting for the TCP socket's lock and other psocks get their turn.
 const RX_BUDGET: usize = 64 * 1024;
 
-/// Whole messages the receive work assembles before it hands them to the multiplexor.
+/// Whole messages a receive run assembles before it hands them to the multiplexor. A run in
+/// softirq ends after one batch, and the work goes on: softirq is for the first messages
+/// (request/response), not for a flood, which would keep the CPU from scheduling.
 const RX_BATCH: usize = 32;
 
-/// Receive state.
-struct PsockRx {
+/// Bytes a receive run in softirq takes from the stream before the work goes on.
+const RX_BUDGET_SOFTIRQ: usize = 16 * 1024;
+
+/// Receive state, under the socket's lock.
+pub(crate) struct PsockRx {
     framer: Framer,
     /// Whole messages not handed to the multiplexor yet, oldest first: those of the running
     /// receive work, or those no KCM socket could take yet. Room for [`RX_BATCH`] is reserved.
-    assembled: KVec<crate::ffi::skb::Skb>,
+    assembled: KVec<Skb>,
     /// Unattached, or the stream broke: nothing more is read.
     stopped: bool,
     /// When the incomplete message began, and how many messages had completed then.
@@ -113,7 +123,7 @@ pub(crate) struct PsockStatus {
 /// psock cannot fail once the stream is in it.
 pub(crate) struct PsockMemory {
     psock: UniqueArc<core::mem::MaybeUninit<Psock>>,
-    assembled: KVec<crate::ffi::skb::Skb>,
+    assembled: KVec<Skb>,
 }
 
 impl PsockMemory {
@@ -128,21 +138,23 @@ impl PsockMemory {
 /// A TCP, MPTCP or kernel TLS socket attached to a multiplexor.
 #[pin_data]
 pub(crate) struct Psock {
-    stream: StreamSocket,
+    /// The socket, and the receive state its lock protects.
+    stream: AttachedStream<PsockRx>,
     prog: BpfProg,
     mux: Arc<Mux>,
     /// Index in the multiplexor, as shown in /proc/net/kcm.
     index: u32,
     stats: PsockStats,
-    #[pin]
-    rx: Mutex<PsockRx>,
+    /// The psock keeps a message no member could take and waits for room. Changed under
+    /// `Mux::state`.
+    rx_stalled: Atomic<bool>,
     #[pin]
     rx_work: Work<Psock>,
     /// Checks that a message is assembled within the TCP socket's SO_RCVTIMEO.
     #[pin]
     timeout_work: DelayedWork<Psock, 1>,
     #[pin]
-    tx: Mutex<PsockTx>,
+    tx: SpinLockBh<PsockTx>,
     /// Signalled when a sender ends writing a message (`PsockTx::writing` goes false).
     #[pin]
     tx_idle: CondVar,
@@ -183,25 +195,23 @@ impl Psock {
         index: u32,
     ) -> Arc<Self> {
         let assembled = memory.assembled;
+        let rx = PsockRx {
+            framer: Framer::default(),
+            assembled,
+            stopped: false,
+            message_started: None,
+            timer_armed: false,
+        };
         let built = memory.psock.write_pin_init(pin_init!(Self {
-                stream,
+                stream: AttachedStream::new(stream, rx),
                 prog,
                 mux,
                 index,
                 stats: PsockStats::default(),
-                rx <- kernel::new_mutex!(
-                    PsockRx {
-                        framer: Framer::default(),
-                        assembled,
-                        stopped: false,
-                        message_started: None,
-                        timer_armed: false,
-                    },
-                    "Psock::rx"
-                ),
+                rx_stalled: Atomic::new(false),
                 rx_work <- kernel::new_work!("Psock::rx_work"),
                 timeout_work <- kernel::new_delayed_work!("Psock::timeout_work"),
-                tx <- kernel::new_mutex!(
+                tx <- new_spinlock_bh!(
                     PsockTx {
                         busy: false,
                         writing: false,
@@ -218,7 +228,7 @@ impl Psock {
     }
 
     pub(crate) fn stream(&self) -> &StreamSocket {
-        &self.stream
+        self.stream.socket()
     }
 
     pub(crate) fn index(&self) -> u32 {
@@ -229,11 +239,21 @@ impl Psock {
         &self.stats
     }
 
+    /// Marks the psock as waiting for room, or not; under `Mux::state`.
+    pub(crate) fn set_rx_stalled(&self, stalled: bool) {
+        self.rx_stalled.store(stalled, Relaxed);
+    }
+
+    /// The psock waits for room; under `Mux::state`.
+    pub(crate) fn rx_stalled(&self) -> bool {
+        self.rx_stalled.load(Relaxed)
+    }
+
     /// The flags /proc/net/kcm shows: stopped (unattached or broken), transmit broken,
     /// reserved by a sender, holding a message no member could take.
     pub(crate) fn status(&self) -> PsockStatus {
         let (rx_stopped, ready) = {
-            let rx = self.rx.lock();
+            let rx = self.stream.lock();
             (rx.stopped, !rx.assembled.is_empty())
         };
         let tx = self.tx.lock();
@@ -246,26 +266,40 @@ impl Psock {
     }
 
     /// Takes the socket's callbacks; from now on arriving bytes are parsed, starting with those
-    /// already queued. EALREADY when the socket has another owner.
+    /// already queued (by the receive work). EALREADY when the socket has another owner.
     pub(crate) fn start(self: &Arc<Self>) -> Result {
-        self.stream.take_callbacks(self.clone())?;
-        Self::data_ready(self.clone());
+        self.stream().take_callbacks(self.clone())?;
+        Self::kick(self.clone());
         Ok(())
     }
 
-    /// Bytes arrived (softirq): run the receive work.
-    pub(crate) fn data_ready(this: Arc<Self>) {
+    /// Queues the receive work.
+    pub(crate) fn kick(this: Arc<Self>) {
         let _ = workqueue::queue().enqueue::<_, 0>(this);
+    }
+
+    /// Bytes arrived (the socket's callback). Under `softirq_lock` (a plain TCP socket that no
+    /// task owns) they are read right here; otherwise the receive work reads them.
+    pub(crate) fn data_ready(this: Arc<Self>, softirq_lock: Option<&SoftirqLocked>) {
+        if let Some(rx) = softirq_lock.and_then(|lock| this.stream.lock_in_softirq(lock)) {
+            this.receive_locked(rx);
+            return;
+        }
+        Self::kick(this);
     }
 
     /// The TCP state changed (softirq): the work notices a closed or reset stream.
     pub(crate) fn state_changed(this: Arc<Self>) {
-        Self::data_ready(this);
+        Self::kick(this);
     }
 
     /// The receive work.
     fn receive(self: &Arc<Self>) {
-        let mut rx = self.rx.lock();
+        self.receive_locked(self.stream.lock());
+    }
+
+    /// Reads what arrived, under the socket's lock in either form.
+    fn receive_locked(self: &Arc<Self>, mut rx: AttachedGuard<'_, PsockRx>) {
         if rx.stopped {
             return;
         }
@@ -274,24 +308,31 @@ impl Psock {
         if !self.mux.deliver(&mut rx.assembled, self) {
             return;
         }
-        let max_len = self.stream.rcvbuf();
+        let ctx = rx.alloc_context();
+        let budget = match ctx {
+            AllocContext::Process => RX_BUDGET,
+            AllocContext::Softirq => RX_BUDGET_SOFTIRQ,
+        };
+        let max_len = self.stream().rcvbuf();
         let mut taken = 0;
         let mut delivered_any = false;
         loop {
             let mut failure = None;
             let mut batch_full = false;
             let mut stalled = false;
-            let read = self.stream.read(&mut |chunk| {
-                if failure.is_some() || stalled || taken >= RX_BUDGET {
+            let mut starved = false;
+            let read = rx.read(&mut |rx, chunk| {
+                if failure.is_some() || stalled || starved || taken >= budget {
                     return 0;
                 }
                 if rx.assembled.len() == RX_BATCH {
                     batch_full = true;
                     return 0;
                 }
-                match rx.framer.feed(chunk, 0, &self.prog, max_len) {
+                match rx.framer.feed(chunk, &self.prog, max_len, ctx) {
                     Ok(fed) => {
                         taken += fed.used;
+                        starved = fed.starved;
                         if let Some(msg) = fed.message {
                             self.stats.rx.count(msg.len());
                             // Cannot fail: room for RX_BATCH is reserved, and fewer are here.
@@ -332,10 +373,11 @@ impl Psock {
                 self.note_assembly(&mut rx);
                 return;
             }
-            if taken >= RX_BUDGET {
-                // More may be queued: go on in a later run of the work.
+            if taken >= budget || starved || (batch_full && ctx == AllocContext::Softirq) {
+                // More may be queued, or it needs memory that softirq could not get: go on in
+                // the work.
                 self.note_assembly(&mut rx);
-                Self::data_ready(self.clone());
+                Self::kick(self.clone());
                 return;
             }
             if batch_full {
@@ -366,7 +408,7 @@ impl Psock {
 
     /// SO_RCVTIMEO of the TCP socket in milliseconds, if set.
     fn assembly_limit_ms(&self) -> Option<i64> {
-        let timeo = self.stream.rcvtimeo();
+        let timeo = self.stream().rcvtimeo();
         if timeo <= 0 {
             return None;
         }
@@ -387,7 +429,7 @@ impl Psock {
 
     /// The assembly timer: ETIMEDOUT when the incomplete message is older than SO_RCVTIMEO.
     fn check_assembly_time(self: &Arc<Self>) {
-        let mut rx = self.rx.lock();
+        let mut rx = self.stream.lock();
         rx.timer_armed = false;
         if rx.stopped || !rx.framer.in_message() {
             return;
@@ -426,7 +468,7 @@ impl Psock {
         };
         rx.stopped = true;
         rx.framer = Framer::default();
-        self.stream.report_error(err);
+        self.stream().report_error(err);
         self.tx.lock().broken = true;
         self.mux.psock_changed();
     }
@@ -434,18 +476,13 @@ impl Psock {
     /// Unattach: give the socket its callbacks back and stop receiving. Bytes not parsed yet
     /// stay in the socket; a whole message already taken out of it goes to the multiplexor.
     pub(crate) fn stop(self: &Arc<Self>) {
-        let mut rx = self.rx.lock();
-        {
-            let guard = self.stream.lock();
-            // The socket's reference on this psock comes back and goes.
-            drop(self.stream.restore_callbacks());
-            self.stream.release_ulp_slot(&guard);
-        }
+        let mut rx = self.stream.lock();
+        // The socket's reference on this psock comes back and goes.
+        drop(self.stream().restore_callbacks());
+        rx.release_ulp_slot();
         rx.stopped = true;
         rx.framer = Framer::default();
-        for msg in rx.assembled.drain_all() {
-            self.mux.hold(msg);
-        }
+        self.mux.hold_all(&mut rx.assembled);
         drop(rx);
         self.tx.lock().broken = true;
     }
@@ -519,7 +556,7 @@ impl Psock {
         self.wait_for_room(msg.len(), limits, timeo)?;
         let mut sent = 0;
         while sent < msg.len() {
-            match self.stream.send(&msg[sent..], true, false) {
+            match self.stream().send(&msg[sent..], true, false) {
                 Ok(n) => sent += n,
                 Err(e) if e == EAGAIN => {
                     if sent == 0 {
@@ -527,11 +564,11 @@ impl Psock {
                         continue;
                     }
                     let mut forever = isize::MAX;
-                    match self.stream.wait_for_space(&mut forever) {
+                    match self.stream().wait_for_space(&mut forever) {
                         Ok(()) => {}
                         Err(e) if e == EPIPE => return Err(self.tx_failed()),
                         Err(_) if fatal_signal_pending() => {
-                            self.stream.report_error(EPIPE);
+                            self.stream().report_error(EPIPE);
                             return Err(self.tx_failed());
                         }
                         // Another signal: the message still goes out; do not spin on it.
@@ -549,8 +586,8 @@ impl Psock {
     /// buffer), and what it still has queued plus them stays within the KCM socket's SO_SNDBUF
     /// (an empty queue takes any message).
     fn has_room(&self, len: usize, limits: &SendLimits) -> bool {
-        let (space, sndbuf) = self.stream.send_space();
-        let queued = self.stream.send_queued();
+        let (space, sndbuf) = self.stream().send_space();
+        let queued = self.stream().send_queued();
         space >= len.min(sndbuf) && (queued == 0 || queued + len <= limits.sndbuf)
     }
 
@@ -584,7 +621,7 @@ impl Psock {
                 }
                 None => isize::MAX,
             };
-            match self.stream.wait_for_space(&mut wait) {
+            match self.stream().wait_for_space(&mut wait) {
                 Ok(()) => {
                     // Some memory is free, but maybe not enough yet: do not spin.
                     if !self.has_room(len, limits) {
@@ -608,6 +645,6 @@ impl Psock {
 
     /// Corks the stream for a batch of messages (MSG_BATCH), or pushes it.
     pub(crate) fn set_cork(&self, on: bool) {
-        self.stream.set_cork(on);
+        self.stream().set_cork(on);
     }
 }

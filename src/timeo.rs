@@ -3,14 +3,15 @@
 //! Waiting for a condition within a socket timeout (SO_SNDTIMEO), as the senders do.
 
 use kernel::prelude::*;
-use kernel::sync::{CondVar, CondVarTimeoutResult, MutexGuard};
+use kernel::sync::lock::{Backend, Guard};
+use kernel::sync::{CondVar, CondVarTimeoutResult};
 
 /// Sleeps once on `cv`, with `guard` released, for at most the `*timeo` jiffies left, and
 /// updates `*timeo`. EAGAIN at once for `nonblock` or when no time is left; ERESTARTSYS on a
 /// signal. The caller checks its condition again after `Ok`.
-pub(crate) fn wait_within<T: ?Sized>(
+pub(crate) fn wait_within<T: ?Sized, B: Backend>(
     cv: &CondVar,
-    guard: &mut MutexGuard<'_, T>,
+    guard: &mut Guard<'_, T, B>,
     nonblock: bool,
     timeo: &mut isize,
 ) -> Result {

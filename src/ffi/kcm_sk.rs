@@ -138,6 +138,12 @@ impl KcmSk {
         }
     }
 
+    /// Messages queued.
+    pub(crate) fn queue_len(self) -> usize {
+        // SAFETY: The sock is live by the type invariant; the count is read once.
+        unsafe { b::kcmrs_sk_receive_qlen(self.0) }.max(0) as usize
+    }
+
     pub(crate) fn queue_is_empty(self) -> bool {
         // SAFETY: The queue of a live sock; a racy read is fine for a steering hint.
         unsafe { b::kcmrs_skb_peek(self.queue()).is_null() }

@@ -6,6 +6,21 @@
 use super::bindings as b;
 use kernel::prelude::*;
 
+/// Where a receive-path buffer is allocated: in process context (may sleep, charged to the
+/// task), or in softirq (must not sleep; a failure is not final, as the read can go on in
+/// process context).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AllocContext {
+    Process,
+    Softirq,
+}
+
+impl AllocContext {
+    fn atomic(self) -> bool {
+        self == Self::Softirq
+    }
+}
+
 /// An owned `sk_buff` holding (part of) one message: either a linear buffer kcm-rs assembles
 /// the message in, all of whose bytes are the message's, or a window of a received buffer
 /// ([`SkbChunk::clone_window`]): a clone sharing its data, of which the message is `len()` bytes
@@ -24,10 +39,10 @@ unsafe impl Sync for Skb {}
 
 impl Skb {
     /// A new empty buffer with room for `capacity` bytes.
-    pub(crate) fn alloc(capacity: usize) -> Result<Self> {
+    pub(crate) fn alloc(capacity: usize, ctx: AllocContext) -> Result<Self> {
         let capacity = u32::try_from(capacity).map_err(|_| EMSGSIZE)?;
-        // SAFETY: FFI call without preconditions.
-        let skb = unsafe { b::kcmrs_alloc_skb(capacity) };
+        // SAFETY: FFI call without preconditions; `ctx` says whether it may sleep.
+        let skb = unsafe { b::kcmrs_alloc_skb(capacity, ctx.atomic()) };
         // INVARIANT: A new buffer is ours alone.
         core::ptr::NonNull::new(skb).map(Self).ok_or(ENOMEM)
     }
@@ -155,7 +170,7 @@ impl SkbChunk<'_> {
 
     /// The `len` bytes from `from` as a message of their own that shares the received buffer's
     /// data (a clone), without copying them.
-    pub(crate) fn clone_window(&self, from: usize, len: usize) -> Result<Skb> {
+    pub(crate) fn clone_window(&self, from: usize, len: usize, ctx: AllocContext) -> Result<Skb> {
         if len == 0 || from + len > self.len {
             return Err(EINVAL);
         }
@@ -163,7 +178,9 @@ impl SkbChunk<'_> {
         // SAFETY: The buffer is valid for the chunk's lifetime (`new`) and holds the window;
         // cloning it under the read that lends it is allowed (the clone shares the data and
         // takes its own reference on it).
-        let skb = unsafe { b::kcmrs_skb_clone_window(self.skb.cast_mut(), start, len as u32) };
+        let skb = unsafe {
+            b::kcmrs_skb_clone_window(self.skb.cast_mut(), start, len as u32, ctx.atomic())
+        };
         // INVARIANT: A new clone is ours alone, on no list.
         core::ptr::NonNull::new(skb).map(Skb).ok_or(ENOMEM)
     }

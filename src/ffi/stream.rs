@@ -4,7 +4,7 @@
 //! socket), and the callbacks kcm-rs installs on it.
 
 use super::bindings as b;
-use super::skb::SkbChunk;
+use super::skb::{AllocContext, SkbChunk};
 use crate::psock::Psock;
 use kernel::prelude::*;
 use kernel::sync::Arc;
@@ -261,14 +261,16 @@ impl StreamSocket {
     }
 
     /// Restores the callbacks saved by `take_callbacks`, clears `sk_user_data` and returns the
-    /// psock the socket held. After it returns no psock callback runs or starts on the socket.
+    /// psock the socket held. After it returns no psock callback starts on the socket; one that
+    /// started before goes on with a reference of its own (see `with_psock`). Called under
+    /// `lock_sock`, which waits for a softirq reading a TCP socket to end.
     pub(crate) fn restore_callbacks(&self) -> Option<Arc<Psock>> {
         // SAFETY: `take_callbacks` succeeded, so `saved` holds the original callbacks.
         let user_data = unsafe {
             b::kcmrs_sk_restore_callbacks(self.sk(), self.tls_records(), self.saved.get())
         };
-        // SAFETY: `sk_user_data` held the reference `take_callbacks` gave it; no callback can
-        // use it any more (they run under `sk_callback_lock`, which the restore took).
+        // SAFETY: `sk_user_data` held the reference `take_callbacks` gave it; callbacks only
+        // clone it under `sk_callback_lock`, which the restore took, so it is ours now.
         (!user_data.is_null()).then(|| unsafe { Arc::from_raw(user_data.cast::<Psock>()) })
     }
 
@@ -277,46 +279,6 @@ impl StreamSocket {
         unsafe {
             if let Some(state_change) = (*self.saved.get()).state_change {
                 b::kcmrs_sk_call_saved(Some(state_change), self.sk());
-            }
-        }
-    }
-
-    /// Reads the received bytes (with TLS: the decrypted bytes of whole records) through
-    /// `actor`, which returns how many of each chunk it used (0 stops the read). Takes the
-    /// socket lock for the read.
-    ///
-    /// Returns whether the stream is over: nothing was left to read, and the peer has closed or
-    /// reset the connection (or the socket has an error), so every byte that arrived before the
-    /// end has gone to `actor`. Or the transport's error (with TLS: EBADMSG for a record that
-    /// does not decrypt, EINVAL for a record that is not data), which comes after the bytes
-    /// before it went to `actor`.
-    pub(crate) fn read(&self, actor: &mut dyn FnMut(&SkbChunk<'_>) -> usize) -> Result<bool> {
-        let _guard = self.lock();
-        let mut actor = actor;
-        // `read_sock` of kernel TLS returns what it read and keeps a failure for the next
-        // call: read again until nothing comes, the actor stops, or the read fails.
-        loop {
-            let mut desc = b::read_descriptor_t {
-                count: 1,
-                ..Default::default()
-            };
-            desc.arg.data = (&raw mut actor).cast();
-            // SAFETY: The socket lock is held (`_guard`), as every transport's `read_sock`
-            // needs; `desc.arg.data` points to `actor`, which outlives the call, and
-            // `read_actor` is the only user of it.
-            let ret =
-                unsafe { b::kcmrs_read_sock(self.sock.as_ptr(), &mut desc, Some(read_actor)) };
-            match kernel::error::to_result(ret) {
-                // The actor stopped.
-                Ok(()) if desc.count == 0 => return Ok(false),
-                // Read something, and the actor wants more.
-                Ok(()) if ret > 0 => {}
-                // Nothing left. Under the socket lock arriving segments wait in the backlog, so
-                // no byte can come between the empty read and this check.
-                Ok(()) => return Ok(self.peer_done()),
-                // Nothing to read now (TLS: no whole record yet, or a user's read is under way).
-                Err(e) if e == EAGAIN => return Ok(false),
-                Err(e) => return Err(e),
             }
         }
     }
@@ -351,6 +313,177 @@ impl StreamSocket {
             unsafe { b::kernel_sendmsg(self.sock.as_ptr(), &mut msg, &mut vec, 1, data.len()) };
         kernel::error::to_result(ret)?;
         Ok(ret as usize)
+    }
+}
+
+/// Proof that the running `sk_data_ready` of a plain TCP socket holds the socket's spinlock while
+/// no task owns the socket: the callback excludes every `lock_sock` holder, as one would.
+///
+/// # Invariants
+///
+/// `sk` is a TCP socket whose spinlock the current context holds, with no owner, for as long as
+/// the value lives (it lives on the callback's stack only).
+pub(crate) struct SoftirqLocked {
+    sk: *mut b::sock,
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl SoftirqLocked {
+    /// The proof for `sk`, if the socket is plain TCP and no task owns it.
+    ///
+    /// # Safety
+    ///
+    /// Must be called from `sk_data_ready` of `sk`, a live socket carried by `transport`.
+    unsafe fn in_data_ready(sk: *mut b::sock, transport: Transport) -> Option<Self> {
+        // TCP calls `sk_data_ready` with the socket's spinlock held (`tcp_v4_rcv`,
+        // `tcp_v6_rcv`), unless from the backlog of the task that owns the socket, which the
+        // owner flag tells (stable in both cases). MPTCP and TLS have other rules.
+        // SAFETY: `sk` is live.
+        if transport != Transport::Tcp || unsafe { b::kcmrs_sk_owned_by_user(sk) } {
+            return None;
+        }
+        // INVARIANT: Checked just above.
+        Some(Self {
+            sk,
+            _not_send: core::marker::PhantomData,
+        })
+    }
+}
+
+/// An attached socket and the state `T` that the socket's lock protects (the psock's receive
+/// state), as the stream parser of net/core protects its own.
+///
+/// # Invariants
+///
+/// `state` is only reached through an [`AttachedGuard`], which holds the socket's lock in one of
+/// its two forms: `lock_sock` (process context), or [`SoftirqLocked`]. The two exclude each
+/// other: an owner is set under the spinlock, and the softirq form needs no owner.
+pub(crate) struct AttachedStream<T> {
+    socket: StreamSocket,
+    state: core::cell::UnsafeCell<T>,
+}
+
+// SAFETY: `state` is only used under the socket's lock (type invariant), so `T: Send` suffices;
+// `StreamSocket` is `Send` and `Sync`.
+unsafe impl<T: Send> Send for AttachedStream<T> {}
+// SAFETY: As above.
+unsafe impl<T: Send> Sync for AttachedStream<T> {}
+
+/// The lock of an [`AttachedStream`], with access to its state.
+pub(crate) struct AttachedGuard<'a, T> {
+    stream: &'a AttachedStream<T>,
+    /// `lock_sock`, released on drop; `None` in softirq ([`SoftirqLocked`]).
+    task_lock: Option<StreamGuard<'a>>,
+}
+
+impl<T> AttachedStream<T> {
+    pub(crate) fn new(socket: StreamSocket, state: T) -> Self {
+        Self {
+            socket,
+            state: core::cell::UnsafeCell::new(state),
+        }
+    }
+
+    pub(crate) fn socket(&self) -> &StreamSocket {
+        &self.socket
+    }
+
+    /// Takes the socket lock (process context).
+    pub(crate) fn lock(&self) -> AttachedGuard<'_, T> {
+        AttachedGuard {
+            stream: self,
+            task_lock: Some(self.socket.lock()),
+        }
+    }
+
+    /// The lock the running `sk_data_ready` holds, if `lock` is for this socket.
+    pub(crate) fn lock_in_softirq<'a>(
+        &'a self,
+        lock: &'a SoftirqLocked,
+    ) -> Option<AttachedGuard<'a, T>> {
+        (lock.sk == self.socket.sk()).then_some(AttachedGuard {
+            stream: self,
+            task_lock: None,
+        })
+    }
+}
+
+impl<T> core::ops::Deref for AttachedGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: The guard holds the socket's lock (type invariant of `AttachedStream`).
+        unsafe { &*self.stream.state.get() }
+    }
+}
+
+impl<T> core::ops::DerefMut for AttachedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: As in `deref`; `&mut self` makes the access unique.
+        unsafe { &mut *self.stream.state.get() }
+    }
+}
+
+impl<T> AttachedGuard<'_, T> {
+    /// How buffers may be allocated under this form of the lock.
+    pub(crate) fn alloc_context(&self) -> AllocContext {
+        match self.task_lock {
+            Some(_) => AllocContext::Process,
+            None => AllocContext::Softirq,
+        }
+    }
+
+    /// Gives back the upper-layer-protocol slot [`StreamSocket::claim`] took.
+    pub(crate) fn release_ulp_slot(&self) {
+        // SAFETY: The sock is live, and its lock is held in one of its forms, which both exclude
+        // `setsockopt(TCP_ULP)`; the helper only touches a plain TCP socket's slot that holds
+        // our marker.
+        unsafe { b::kcmrs_sk_release_ulp_slot(self.stream.socket.sk()) };
+    }
+
+    /// Reads the received bytes (with TLS: the decrypted bytes of whole records) through
+    /// `actor`, which gets the state and returns how many bytes of each chunk it used (0 stops
+    /// the read).
+    ///
+    /// Returns whether the stream is over: nothing was left to read, and the peer has closed or
+    /// reset the connection (or the socket has an error), so every byte that arrived before the
+    /// end has gone to `actor`. Or the transport's error (with TLS: EBADMSG for a record that
+    /// does not decrypt, EINVAL for a record that is not data), which comes after the bytes
+    /// before it went to `actor`.
+    pub(crate) fn read(
+        &mut self,
+        actor: &mut dyn FnMut(&mut T, &SkbChunk<'_>) -> usize,
+    ) -> Result<bool> {
+        let socket = &self.stream.socket;
+        let state: &mut T = self;
+        let mut on_chunk = |chunk: &SkbChunk<'_>| actor(state, chunk);
+        let mut on_chunk: &mut dyn FnMut(&SkbChunk<'_>) -> usize = &mut on_chunk;
+        // `read_sock` of kernel TLS returns what it read and keeps a failure for the next
+        // call: read again until nothing comes, the actor stops, or the read fails.
+        loop {
+            let mut desc = b::read_descriptor_t {
+                count: 1,
+                ..Default::default()
+            };
+            desc.arg.data = (&raw mut on_chunk).cast();
+            // SAFETY: The socket lock is held (by the guard, in either form), as every
+            // transport's `read_sock` needs; `desc.arg.data` points to `on_chunk`, which
+            // outlives the call, and `read_actor` is the only user of it.
+            let ret =
+                unsafe { b::kcmrs_read_sock(socket.sock.as_ptr(), &mut desc, Some(read_actor)) };
+            match kernel::error::to_result(ret) {
+                // The actor stopped.
+                Ok(()) if desc.count == 0 => return Ok(false),
+                // Read something, and the actor wants more.
+                Ok(()) if ret > 0 => {}
+                // Nothing left. Under the socket lock arriving segments wait (in the backlog, or
+                // behind the spinlock), so no byte can come between the empty read and this
+                // check.
+                Ok(()) => return Ok(socket.peer_done()),
+                // Nothing to read now (TLS: no whole record yet, or a user's read is under way).
+                Err(e) if e == EAGAIN => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -389,7 +522,9 @@ unsafe extern "C" fn read_actor(
     used as c_int
 }
 
-/// Runs `f` with the psock of `sk`, if the socket still has one.
+/// Runs `f` with the psock of `sk`, if the socket still has one. `f` runs after the callback
+/// lock is released, with its own reference on the psock: the multiplexor's lock, which the
+/// receive path takes, is held around `take_callbacks` (which takes the callback lock).
 ///
 /// # Safety
 ///
@@ -397,16 +532,17 @@ unsafe extern "C" fn read_actor(
 unsafe fn with_psock(sk: *mut b::sock, f: impl FnOnce(Arc<Psock>)) -> bool {
     // SAFETY: `sk` is live; the read lock keeps `sk_user_data` and its reference in place.
     let user_data = unsafe { b::kcmrs_sk_user_data_lock(sk) };
-    let found = !user_data.is_null();
-    if found {
+    let psock: Option<Arc<Psock>> = (!user_data.is_null()).then(|| {
         // SAFETY: `sk_user_data` holds a reference of an `Arc<Psock>` (`take_callbacks`), which
         // unattach only gives up after `restore_callbacks`, under the write lock.
-        let psock: Arc<Psock> =
-            unsafe { kernel::sync::ArcBorrow::from_raw(user_data.cast::<Psock>()) }.into();
-        f(psock);
-    }
+        unsafe { kernel::sync::ArcBorrow::from_raw(user_data.cast::<Psock>()) }.into()
+    });
     // SAFETY: Taken above.
     unsafe { b::kcmrs_sk_user_data_unlock(sk) };
+    let found = psock.is_some();
+    if let Some(psock) = psock {
+        f(psock);
+    }
     found
 }
 
@@ -418,8 +554,17 @@ unsafe fn with_psock(sk: *mut b::sock, f: impl FnOnce(Arc<Psock>)) -> bool {
 /// Called by the network stack (or kernel TLS) only, on a live sock, which has a TLS receive
 /// context when `TLS_RECORDS`.
 unsafe extern "C" fn psock_data_ready<const TLS_RECORDS: bool>(sk: *mut b::sock) {
+    let on_psock = |psock: Arc<Psock>| {
+        let lock = if TLS_RECORDS {
+            None
+        } else {
+            // SAFETY: This is `sk_data_ready` of `sk`, the psock's socket.
+            unsafe { SoftirqLocked::in_data_ready(sk, psock.stream().transport()) }
+        };
+        Psock::data_ready(psock, lock.as_ref());
+    };
     // SAFETY: `sk` is live.
-    let found = unsafe { with_psock(sk, Psock::data_ready) };
+    let found = unsafe { with_psock(sk, on_psock) };
     if !found {
         // Unattached meanwhile: the socket's (or TLS's) own callback is back in place.
         // SAFETY: `sk` is live, with a TLS receive context (as long as the sock lives) when

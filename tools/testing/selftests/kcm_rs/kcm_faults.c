@@ -262,4 +262,73 @@ TEST_F_TIMEOUT(faults, new_namespace, 600)
 	}
 }
 
+/*
+ * Fails the given percentage of the allocations that may not sleep (GFP_ATOMIC:
+ * softirq), on every task and in interrupt context; 0 stops it.
+ */
+static int fail_atomic_allocations(int percent)
+{
+	char buf[16];
+	int ret = 0;
+
+	snprintf(buf, sizeof(buf), "%d", percent);
+	ret |= write_str("/sys/kernel/debug/failslab/ignore-gfp-wait", percent ? "Y" : "N");
+	ret |= write_str("/sys/kernel/debug/failslab/interval", "1");
+	ret |= write_str("/sys/kernel/debug/failslab/times", "-1");
+	ret |= write_str("/sys/kernel/debug/failslab/probability", buf);
+	ret |= write_str("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", percent ? "Y" : "N");
+	ret |= write_str("/sys/kernel/debug/fail_page_alloc/interval", "1");
+	ret |= write_str("/sys/kernel/debug/fail_page_alloc/times", "-1");
+	ret |= write_str("/sys/kernel/debug/fail_page_alloc/probability", buf);
+	return ret;
+}
+
+/*
+ * A TCP psock no task owns is read in softirq, where buffers come from
+ * GFP_ATOMIC. When one cannot be had, the read must go on in process context
+ * where it stopped: every message arrives, whole and in order, and the stream
+ * is not broken (no error on the TCP socket). Messages of 1 to 2999 bytes, so
+ * both copied and shared (>= 1 KiB) ones are assembled.
+ */
+TEST_F_TIMEOUT(faults, atomic_allocation_failures_lose_no_message, 300)
+{
+	enum { MESSAGES = 3000 };
+	static unsigned char out[1 << 16], in[4096];
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), pair[2], err = -1;
+	struct timeval tv = { .tv_sec = 30 };
+	socklen_t err_len = sizeof(err);
+	unsigned int sent = 0, got = 0;
+
+	ASSERT_LE(0, kcm);
+	ASSERT_EQ(0, tcp_pair(AF_INET, pair));
+	ASSERT_EQ(0, kcm_attach(kcm, pair[0], self->prog));
+	ASSERT_EQ(0, setsockopt(kcm, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	ASSERT_EQ(0, fail_atomic_allocations(20));
+	while (sent < MESSAGES) {
+		size_t len = 0;
+
+		while (sent < MESSAGES && len + 3004 <= sizeof(out)) {
+			len += make_frame(out + len, sent, 1 + sent * 397 % 2999);
+			sent++;
+		}
+		if (write_all(pair[1], out, len))
+			break;
+		for (; got < sent; got++) {
+			ssize_t n = recv(kcm, in, sizeof(in), 0);
+
+			if (n < 0 || !check_frame(in, n, got))
+				break;
+		}
+		if (got < sent)
+			break;
+	}
+	fail_atomic_allocations(0);
+	EXPECT_EQ(MESSAGES, got) TH_LOG("message %u of %u is missing or wrong", got, sent);
+	ASSERT_EQ(0, getsockopt(pair[0], SOL_SOCKET, SO_ERROR, &err, &err_len));
+	EXPECT_EQ(0, err) TH_LOG("the stream broke: %s", strerror(err));
+	close(kcm);
+	close(pair[0]);
+	close(pair[1]);
+}
+
 TEST_HARNESS_MAIN
