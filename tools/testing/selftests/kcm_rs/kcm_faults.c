@@ -71,8 +71,12 @@ FIXTURE_SETUP(faults)
 	ASSERT_LE(0, self->prog);
 }
 
+static int fail_atomic_allocations(int percent);
+
 FIXTURE_TEARDOWN(faults)
 {
+	/* Whatever a test left armed. */
+	fail_atomic_allocations(0);
 	close(self->prog);
 }
 
@@ -264,22 +268,32 @@ TEST_F_TIMEOUT(faults, new_namespace, 600)
 
 /*
  * Fails the given percentage of the allocations that may not sleep (GFP_ATOMIC:
- * softirq), on every task and in interrupt context; 0 stops it.
+ * softirq), on every task and in interrupt context; 0 stops it. The
+ * probability is set last when starting and first when stopping (and until it
+ * takes), so that sleeping allocations, fork's among them, never fail.
  */
 static int fail_atomic_allocations(int percent)
 {
-	char buf[16];
+	static const char *const attrs[] = { "failslab", "fail_page_alloc" };
+	char path[96], buf[16];
 	int ret = 0;
 
 	snprintf(buf, sizeof(buf), "%d", percent);
-	ret |= write_str("/sys/kernel/debug/failslab/ignore-gfp-wait", percent ? "Y" : "N");
-	ret |= write_str("/sys/kernel/debug/failslab/interval", "1");
-	ret |= write_str("/sys/kernel/debug/failslab/times", "-1");
-	ret |= write_str("/sys/kernel/debug/failslab/probability", buf);
-	ret |= write_str("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", percent ? "Y" : "N");
-	ret |= write_str("/sys/kernel/debug/fail_page_alloc/interval", "1");
-	ret |= write_str("/sys/kernel/debug/fail_page_alloc/times", "-1");
-	ret |= write_str("/sys/kernel/debug/fail_page_alloc/probability", buf);
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/probability", attrs[i]);
+		if (!percent)
+			for (int tries = 0; write_str(path, "0") && tries < 100; tries++)
+				ret = -1;
+		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/ignore-gfp-wait", attrs[i]);
+		ret |= write_str(path, "Y");
+		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/interval", attrs[i]);
+		ret |= write_str(path, "1");
+		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/times", attrs[i]);
+		ret |= write_str(path, "-1");
+		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/probability", attrs[i]);
+		if (percent)
+			ret |= write_str(path, buf);
+	}
 	return ret;
 }
 
