@@ -47,8 +47,8 @@ fn fatal_signal_pending() -> bool {
 /// Longest wait of the assembly timer; it is armed again while a message stays incomplete.
 const TIMER_STEP_MS: i64 = 1000;
 
-/// Bytes one receive run (softirq or work) takes from the stream before it queues the work
-/// again, so that senders waiting for the TCP socket's lock and other psocks get their turn.
+/// Bytes one run of the receive work takes from the stream before it queues itself again, so
+/// that senders waiting for the TCP socket's lock and other psocks' work get their turn.
 const RX_BUDGET: usize = 64 * 1024;
 
 /// Whole messages a receive run assembles before it hands them to the multiplexor. A run in

@@ -53,6 +53,42 @@ static int clean_errno(int e)
 	return e == ENOMEM || e == ENOBUFS || e == ENFILE || e == EMFILE || e == EAGAIN;
 }
 
+/* Writes @value to @file of the fault-injection attributes @attr (debugfs). */
+static int fault_attr_write(const char *attr, const char *file, const char *value)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/%s/%s", attr, file);
+	return write_str(path, value);
+}
+
+static const char *const fault_attrs[] = { "failslab", "fail_page_alloc" };
+
+/*
+ * Fails the given percentage of the allocations that may not sleep (GFP_ATOMIC:
+ * softirq), on every task and in interrupt context; 0 stops it. The
+ * probability is set last when starting and first when stopping (and until it
+ * takes), so that sleeping allocations, fork's among them, never fail.
+ */
+static int fail_atomic_allocations(int percent)
+{
+	char probability[16];
+	int ret = 0;
+
+	snprintf(probability, sizeof(probability), "%d", percent);
+	for (int i = 0; i < 2; i++) {
+		for (int tries = 0; !percent && tries < 100; tries++)
+			if (!fault_attr_write(fault_attrs[i], "probability", "0"))
+				break;
+		ret |= fault_attr_write(fault_attrs[i], "ignore-gfp-wait", "Y");
+		ret |= fault_attr_write(fault_attrs[i], "interval", "1");
+		ret |= fault_attr_write(fault_attrs[i], "times", "-1");
+		if (percent)
+			ret |= fault_attr_write(fault_attrs[i], "probability", probability);
+	}
+	return ret;
+}
+
 FIXTURE(faults)
 {
 	int prog;
@@ -63,15 +99,13 @@ FIXTURE_SETUP(faults)
 	if (access("/proc/thread-self/fail-nth", F_OK))
 		SKIP(return, "no fail-nth (CONFIG_FAULT_INJECTION)");
 	/* Fail GFP_KERNEL allocations too, and quietly. */
-	write_str("/sys/kernel/debug/failslab/ignore-gfp-wait", "N");
-	write_str("/sys/kernel/debug/failslab/verbose", "0");
-	write_str("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N");
-	write_str("/sys/kernel/debug/fail_page_alloc/verbose", "0");
+	for (int i = 0; i < 2; i++) {
+		fault_attr_write(fault_attrs[i], "ignore-gfp-wait", "N");
+		fault_attr_write(fault_attrs[i], "verbose", "0");
+	}
 	self->prog = load_len_prefix_parser();
 	ASSERT_LE(0, self->prog);
 }
-
-static int fail_atomic_allocations(int percent);
 
 FIXTURE_TEARDOWN(faults)
 {
@@ -267,77 +301,35 @@ TEST_F_TIMEOUT(faults, new_namespace, 600)
 }
 
 /*
- * Fails the given percentage of the allocations that may not sleep (GFP_ATOMIC:
- * softirq), on every task and in interrupt context; 0 stops it. The
- * probability is set last when starting and first when stopping (and until it
- * takes), so that sleeping allocations, fork's among them, never fail.
- */
-static int fail_atomic_allocations(int percent)
-{
-	static const char *const attrs[] = { "failslab", "fail_page_alloc" };
-	char path[96], buf[16];
-	int ret = 0;
-
-	snprintf(buf, sizeof(buf), "%d", percent);
-	for (int i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/probability", attrs[i]);
-		if (!percent)
-			for (int tries = 0; write_str(path, "0") && tries < 100; tries++)
-				ret = -1;
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/ignore-gfp-wait", attrs[i]);
-		ret |= write_str(path, "Y");
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/interval", attrs[i]);
-		ret |= write_str(path, "1");
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/times", attrs[i]);
-		ret |= write_str(path, "-1");
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/probability", attrs[i]);
-		if (percent)
-			ret |= write_str(path, buf);
-	}
-	return ret;
-}
-
-/*
  * A TCP psock no task owns is read in softirq, where buffers come from
  * GFP_ATOMIC. When one cannot be had, the read must go on in process context
- * where it stopped: every message arrives, whole and in order, and the stream
- * is not broken (no error on the TCP socket). Messages of 1 to 2999 bytes, so
- * both copied and shared (>= 1 KiB) ones are assembled.
+ * where it stopped: every message arrives, whole and in order (and goes back
+ * out), and the stream is not broken (no error on the TCP socket). Messages of
+ * 1 to 2999 bytes, so both copied and shared (>= 1 KiB) ones are assembled.
  */
 TEST_F_TIMEOUT(faults, atomic_allocation_failures_lose_no_message, 300)
 {
-	enum { MESSAGES = 3000 };
-	static unsigned char out[1 << 16], in[4096];
-	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), pair[2], err = -1;
-	struct timeval tv = { .tv_sec = 30 };
+	enum { BATCHES = 150, PER_BATCH = 20 };
+	static unsigned char buf[1 << 16];
+	int kcm = socket(AF_KCM, SOCK_DGRAM, 0), pair[2], err = -1, failed = 0;
 	socklen_t err_len = sizeof(err);
-	unsigned int sent = 0, got = 0;
+	unsigned int batch;
 
 	ASSERT_LE(0, kcm);
 	ASSERT_EQ(0, tcp_pair(AF_INET, pair));
 	ASSERT_EQ(0, kcm_attach(kcm, pair[0], self->prog));
-	ASSERT_EQ(0, setsockopt(kcm, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
 	ASSERT_EQ(0, fail_atomic_allocations(20));
-	while (sent < MESSAGES) {
-		size_t len = 0;
+	for (batch = 0; batch < BATCHES; batch++) {
+		size_t sizes[PER_BATCH];
 
-		while (sent < MESSAGES && len + 3004 <= sizeof(out)) {
-			len += make_frame(out + len, sent, 1 + sent * 397 % 2999);
-			sent++;
-		}
-		if (write_all(pair[1], out, len))
-			break;
-		for (; got < sent; got++) {
-			ssize_t n = recv(kcm, in, sizeof(in), 0);
-
-			if (n < 0 || !check_frame(in, n, got))
-				break;
-		}
-		if (got < sent)
+		for (unsigned int i = 0; i < PER_BATCH; i++)
+			sizes[i] = 1 + (batch * PER_BATCH + i) * 397 % 2999;
+		failed = exchange_sizes(kcm, pair[1], sizes, PER_BATCH, buf, sizeof(buf));
+		if (failed)
 			break;
 	}
 	fail_atomic_allocations(0);
-	EXPECT_EQ(MESSAGES, got) TH_LOG("message %u of %u is missing or wrong", got, sent);
+	EXPECT_EQ(0, failed) TH_LOG("batch %u: message %d is missing or wrong", batch, failed);
 	ASSERT_EQ(0, getsockopt(pair[0], SOL_SOCKET, SO_ERROR, &err, &err_len));
 	EXPECT_EQ(0, err) TH_LOG("the stream broke: %s", strerror(err));
 	close(kcm);
