@@ -403,6 +403,40 @@ TEST_F(kcm, send_built_from_parts)
 	EXPECT_TRUE(check_frame(got, len, 9));
 }
 
+/*
+ * Messages still queued in TCP (the peer has not read them) keep their bytes
+ * while later messages are built and sent: rounds of sends of mixed sizes,
+ * half read in between, all checked.
+ */
+TEST_F(kcm, queued_messages_keep_their_bytes)
+{
+	static const size_t sizes[] = { 1, 300, 4000, 17, 1500, 64, 2500 };
+	const unsigned int per_round = 12, rounds = 8;
+	struct timeval tv = { .tv_sec = 5 };
+	unsigned int sent = 0, read = 0;
+	int end = variant->type == SOCK_DGRAM ? 0 : MSG_EOR;
+	unsigned char got[4100];
+
+	/* At most ~30 KB wait in TCP at a time; a send that cannot go fails, not hangs. */
+	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)));
+
+	for (unsigned int round = 0; round < rounds; round++) {
+		for (unsigned int i = 0; i < per_round; i++, sent++) {
+			size_t len = make_frame(self->buf, sent, sizes[sent % 7]);
+
+			ASSERT_EQ((ssize_t)len, send(self->kcm, self->buf, len, end));
+		}
+		/* Half of what is queued is read; the rest stays in TCP. */
+		for (unsigned int stop = read + (sent - read) / 2; read < stop; read++)
+			ASSERT_EQ(0, read_frame(self->tcp[1], got, sizeof(got), read,
+						sizes[read % 7]))
+				TH_LOG("message %u", read);
+	}
+	for (; read < sent; read++)
+		ASSERT_EQ(0, read_frame(self->tcp[1], got, sizeof(got), read, sizes[read % 7]))
+			TH_LOG("message %u", read);
+}
+
 TEST_F(kcm, large_message_beyond_the_send_buffer)
 {
 	int sndbuf = 4096;
