@@ -321,8 +321,15 @@ impl Psock {
             let mut batch_full = false;
             let mut stalled = false;
             let mut starved = false;
+            // The budget stopped the read with bytes left to read. A budget used up exactly by
+            // the last bytes that arrived needs no more work.
+            let mut budget_left_bytes = false;
             let read = rx.read(&mut |rx, chunk| {
-                if failure.is_some() || stalled || starved || taken >= budget {
+                if failure.is_some() || stalled || starved {
+                    return 0;
+                }
+                if taken >= budget {
+                    budget_left_bytes = true;
                     return 0;
                 }
                 if rx.assembled.len() == RX_BATCH {
@@ -373,7 +380,7 @@ impl Psock {
                 self.note_assembly(&mut rx);
                 return;
             }
-            if taken >= budget || starved || (batch_full && ctx == AllocContext::Softirq) {
+            if budget_left_bytes || starved || (batch_full && ctx == AllocContext::Softirq) {
                 // More may be queued, or it needs memory that softirq could not get: go on in
                 // the work.
                 self.note_assembly(&mut rx);
