@@ -239,11 +239,7 @@ impl KcmSock {
             wait_within(&self.tx_turn, &mut tx, nonblock, &mut timeo)?;
         }
         let before = tx.pending.len();
-        tx.pending.resize(before + n, 0, GFP_KERNEL_ACCOUNT)?;
-        if let Err(e) = input.copy_to(&mut tx.pending[before..]) {
-            tx.pending.truncate(before);
-            return Err(e);
-        }
+        input.append_to(&mut tx.pending, n)?;
         if !ends_message {
             return Ok(n);
         }

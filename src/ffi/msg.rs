@@ -75,19 +75,21 @@ impl SendMsg {
         unsafe { b::kcmrs_msg_data_left(self.0) }
     }
 
-    /// Fills `dst` from the user's buffers; EFAULT when they end early (a bad pointer).
-    pub(crate) fn copy_to(&mut self, dst: &mut [u8]) -> Result {
-        // SAFETY: `dst` is valid for writes of its length; the iterator is the call's.
+    /// Appends the user's next `n` bytes to `dst`; EFAULT when the buffers end early (a bad
+    /// pointer), ENOMEM without memory, and `dst` is then as it was.
+    pub(crate) fn append_to(&mut self, dst: &mut KVVec<u8>, n: usize) -> Result {
+        dst.reserve(n, GFP_KERNEL_ACCOUNT)?;
+        let spare = dst.spare_capacity_mut();
+        // SAFETY: `spare` is valid for writes of at least `n` bytes (reserved above); the
+        // iterator is the call's.
         let copied = unsafe {
-            b::kcmrs_copy_from_iter(
-                dst.as_mut_ptr().cast(),
-                dst.len(),
-                &raw mut (*self.0).msg_iter,
-            )
+            b::kcmrs_copy_from_iter(spare.as_mut_ptr().cast(), n, &raw mut (*self.0).msg_iter)
         };
-        if copied != dst.len() {
+        if copied != n {
             return Err(EFAULT);
         }
+        // SAFETY: The `n` bytes past the length were just written.
+        unsafe { dst.inc_len(n) };
         Ok(())
     }
 }
