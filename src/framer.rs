@@ -11,10 +11,12 @@
 //! the parser asks for more) rather than whole segments, so many small messages in one large
 //! segment cost no more copying than their own bytes.
 //!
-//! A message of at least [`SHARE_MIN`] bytes that lies whole in one received buffer is not
-//! copied at all: it becomes a clone of that buffer that shares its data, and the reader's copy
-//! to user space is the only one. The buffer that held its first bytes is kept for the next
-//! message.
+//! A message of at least [`SHARE_MIN`] bytes is not copied at all: one that lies whole in one
+//! received buffer becomes a clone of that buffer that shares its data, and one that spans
+//! several becomes a chain of clones of them; the reader's copy to user space is the only one.
+//! (A buffer that does not line up with the chain, one partly read before, turns the message
+//! into a copy from there on.) The buffer that held a message's first bytes is kept for the
+//! next message.
 
 use crate::ffi::bpf::BpfProg;
 use crate::ffi::errno::eproto;
@@ -29,6 +31,11 @@ const PEEK: usize = 64;
 /// bytes.
 const SHARE_MIN: usize = 1024;
 
+/// The most received buffers a message shares the data of. A message that arrives in more
+/// (small segments) is copied from then on: each shared buffer costs an `sk_buff` of its own,
+/// which for a few bytes would cost far more memory than the bytes.
+const CHAIN_MAX: usize = 16;
+
 /// Why the stream cannot be parsed any further.
 pub(crate) struct StreamError(pub(crate) Error);
 
@@ -37,6 +44,8 @@ struct Partial {
     msg: Skb,
     /// The message's length, once the parser gave it.
     len: Option<usize>,
+    /// How many received buffers `msg` chains (it shares their data); 0: `msg` is a copy.
+    chain_members: usize,
 }
 
 /// Assembly state of one psock.
@@ -136,11 +145,15 @@ impl Framer {
                         Err(Stop::Broken(e)) => return Err(StreamError(e)),
                     },
                 };
-                Partial { msg, len: None }
+                Partial {
+                    msg,
+                    len: None,
+                    chain_members: 0,
+                }
             }
         };
         let result = match partial.len {
-            Some(len) => Self::fill(&mut partial, chunk, len),
+            Some(len) => Self::fill(&mut partial, chunk, len, ctx),
             None => Self::parse(&mut partial, chunk, prog, max_len, &mut self.spare, ctx),
         };
         match result {
@@ -167,13 +180,30 @@ impl Framer {
         }
     }
 
-    /// Copies the body of a message of known length.
+    /// Takes the body of a message of known length: shares it onto a chain, or copies it.
     fn fill(
         partial: &mut Partial,
         chunk: &SkbChunk<'_>,
         len: usize,
+        ctx: AllocContext,
     ) -> core::result::Result<usize, Stop> {
         let take = chunk.len().min(len - partial.msg.len());
+        if partial.chain_members > 0 {
+            if partial.chain_members < CHAIN_MAX && chunk.can_extend_chain(take) {
+                partial
+                    .msg
+                    .extend_chain(chunk, take, ctx)
+                    .map_err(|e| starved_or_broken(e, ctx, 0))?;
+                partial.chain_members += 1;
+                return Ok(take);
+            }
+            // Too many buffers, or one that does not line up (part of it was read before):
+            // copy what the chain holds and go on copying.
+            let mut whole = alloc_or_stop(len, ctx, 0)?;
+            whole.append_skb(&partial.msg)?;
+            partial.msg = whole;
+            partial.chain_members = 0;
+        }
         partial.msg.append_chunk(chunk, 0, take)?;
         Ok(take)
     }
@@ -247,6 +277,16 @@ impl Framer {
                 *spare = Some(core::mem::replace(&mut partial.msg, shared));
                 partial.len = Some(len);
                 return Ok(len);
+            }
+            if before == 0 && len >= SHARE_MIN && chunk.can_start_chain() {
+                // The message goes on past this buffer: share the data of each buffer it spans.
+                let chain = chunk
+                    .start_chain(ctx)
+                    .map_err(|e| starved_or_broken(e, ctx, used))?;
+                *spare = Some(core::mem::replace(&mut partial.msg, chain));
+                partial.len = Some(len);
+                partial.chain_members = 1;
+                return Ok(chunk.len());
             }
             if partial.msg.tailroom() < len - have {
                 let mut whole = alloc_or_stop(len, ctx, used)?;

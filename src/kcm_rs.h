@@ -66,6 +66,8 @@ struct kcmrs_rx_cb {
 	 */
 	u32 start;
 	u32 len;
+	/* A chain (kcmrs_skb_chain_start): its frag_list holds clones of received buffers. */
+	u32 chain;
 };
 
 /* Callbacks of an attached socket, saved at attach and restored at unattach. */
@@ -129,6 +131,9 @@ void *kcmrs_skb_put(struct sk_buff *skb, unsigned int len);
 struct kcmrs_rx_cb *kcmrs_skb_rx_cb(struct sk_buff *skb);
 struct sk_buff *kcmrs_skb_clone_window(struct sk_buff *skb, unsigned int start, unsigned int len,
 				       bool atomic);
+struct sk_buff *kcmrs_skb_chain_start(struct sk_buff *skb, unsigned int start, bool atomic);
+int kcmrs_skb_chain_extend(struct sk_buff *chain, struct sk_buff *skb, unsigned int used,
+			   bool atomic);
 struct sk_buff *kcmrs_skb_peek(struct sk_buff_head *queue);
 struct sk_buff *kcmrs_skb_dequeue(struct sk_buff_head *queue);
 void kcmrs_skb_set_owner_r(struct sk_buff *skb, struct sock *sk);

@@ -387,7 +387,75 @@ struct sk_buff *kcmrs_skb_clone_window(struct sk_buff *skb, unsigned int start, 
 	cb->offset = 0;
 	cb->start = start;
 	cb->len = len;
+	cb->chain = 0;
 	return clone;
+}
+
+/*
+ * A message that spans received buffers: an empty buffer whose frag_list holds clones of them,
+ * each charged its share as in kcmrs_skb_clone_window. Every member but the last adds all of
+ * its data; the message is the rx_cb len bytes from rx_cb start of their concatenation, which
+ * is what skb_copy_datagram_iter and skb_splice_bits walk.
+ */
+static struct sk_buff *kcmrs_chain_member(struct sk_buff *skb, unsigned int used, gfp_t gfp)
+{
+	struct sk_buff *clone = skb_clone(skb, gfp);
+	u64 share;
+
+	if (!clone)
+		return NULL;
+	share = div_u64((u64)skb->truesize * used, skb->len);
+	clone->truesize = SKB_DATA_ALIGN(sizeof(struct sk_buff)) + max_t(u64, share, used);
+	return clone;
+}
+
+struct sk_buff *kcmrs_skb_chain_start(struct sk_buff *skb, unsigned int start, bool atomic)
+{
+	gfp_t gfp = kcmrs_rx_gfp(atomic);
+	struct sk_buff *chain, *member;
+	struct kcmrs_rx_cb *cb;
+
+	if (WARN_ON_ONCE(start >= skb->len))
+		return NULL;
+	chain = alloc_skb(0, gfp);
+	if (!chain)
+		return NULL;
+	member = kcmrs_chain_member(skb, skb->len - start, gfp);
+	if (!member) {
+		kfree_skb(chain);
+		return NULL;
+	}
+	skb_shinfo(chain)->frag_list = member;
+	chain->len += member->len;
+	chain->data_len += member->len;
+	chain->truesize += member->truesize;
+	cb = kcmrs_skb_rx_cb(chain);
+	cb->offset = 0;
+	cb->start = start;
+	cb->len = skb->len - start;
+	cb->chain = 1;
+	return chain;
+}
+
+int kcmrs_skb_chain_extend(struct sk_buff *chain, struct sk_buff *skb, unsigned int used,
+			   bool atomic)
+{
+	struct sk_buff *member, *last;
+
+	/* Only a chain of ours is extended, never a clone's shared frag_list. */
+	if (WARN_ON_ONCE(!used || used > skb->len || !kcmrs_skb_rx_cb(chain)->chain))
+		return -EINVAL;
+	member = kcmrs_chain_member(skb, used, kcmrs_rx_gfp(atomic));
+	if (!member)
+		return -ENOMEM;
+	for (last = skb_shinfo(chain)->frag_list; last->next; last = last->next)
+		;
+	last->next = member;
+	chain->len += member->len;
+	chain->data_len += member->len;
+	chain->truesize += member->truesize;
+	kcmrs_skb_rx_cb(chain)->len += used;
+	return 0;
 }
 
 struct sk_buff *kcmrs_skb_peek(struct sk_buff_head *queue)

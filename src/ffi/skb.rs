@@ -21,10 +21,13 @@ impl AllocContext {
     }
 }
 
-/// An owned `sk_buff` holding (part of) one message: either a linear buffer kcm-rs assembles
-/// the message in, all of whose bytes are the message's, or a window of a received buffer
+/// An owned `sk_buff` holding (part of) one message: a linear buffer kcm-rs assembles the
+/// message in, all of whose bytes are the message's; a window of a received buffer
 /// ([`SkbChunk::clone_window`]): a clone sharing its data, of which the message is `len()` bytes
-/// from `data_start()`. Only linear ones are appended to or trimmed.
+/// from `data_start()`; or a chain ([`SkbChunk::start_chain`]): an empty buffer whose
+/// `frag_list` holds clones of the received buffers a message spans, of whose concatenated data
+/// the message is `len()` bytes from `data_start()`. Only linear ones are appended to or
+/// trimmed, only chains extended.
 ///
 /// # Invariants
 ///
@@ -118,6 +121,32 @@ impl Skb {
         kernel::error::to_result(ret)
     }
 
+    /// Adds the first `len` bytes of `chunk` to a chain ([`SkbChunk::start_chain`]), sharing
+    /// them. The chunk must fit the chain ([`SkbChunk::can_extend_chain`]); EINVAL otherwise.
+    pub(crate) fn extend_chain(
+        &mut self,
+        chunk: &SkbChunk<'_>,
+        len: usize,
+        ctx: AllocContext,
+    ) -> Result {
+        if !chunk.can_extend_chain(len) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `self` is a buffer we own; the C side extends only a chain that
+        // `kcmrs_skb_chain_start` made (its control block says so) and refuses any other
+        // (EINVAL). The chunk's buffer is valid for the chunk's lifetime and starts with the
+        // `len` bytes; cloning it under the read that lends it is allowed.
+        let ret = unsafe {
+            b::kcmrs_skb_chain_extend(
+                self.0.as_ptr(),
+                chunk.skb.cast_mut(),
+                len as u32,
+                ctx.atomic(),
+            )
+        };
+        kernel::error::to_result(ret)
+    }
+
     /// Drops the bytes past `len`.
     pub(crate) fn trim(&mut self, len: usize) {
         // SAFETY: By the type invariant, the buffer is valid and ours.
@@ -166,6 +195,43 @@ impl SkbChunk<'_> {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The chunk's bytes run to the end of its buffer's data.
+    fn reaches_buffer_end(&self) -> bool {
+        // SAFETY: The buffer is valid for the chunk's lifetime (`new`).
+        self.offset + self.len == unsafe { b::kcmrs_skb_len(self.skb) } as usize
+    }
+
+    /// A message that begins with this chunk and goes on past it can share the chunk's data
+    /// ([`SkbChunk::start_chain`]): the chunk runs to its buffer's end, so that the next
+    /// buffer's data follows it.
+    pub(crate) fn can_start_chain(&self) -> bool {
+        self.len > 0 && self.reaches_buffer_end()
+    }
+
+    /// The first `len` bytes of the chunk can go on a chain: they are its buffer's first bytes,
+    /// and either the message ends in them or the chunk runs to its buffer's end.
+    pub(crate) fn can_extend_chain(&self, len: usize) -> bool {
+        self.offset == 0
+            && len > 0
+            && len <= self.len
+            && (len < self.len || self.reaches_buffer_end())
+    }
+
+    /// A chain holding the chunk's bytes (all of them): the start of a message that goes on in
+    /// the next chunks ([`Skb::extend_chain`]). The data is shared, not copied. EINVAL unless
+    /// [`SkbChunk::can_start_chain`].
+    pub(crate) fn start_chain(&self, ctx: AllocContext) -> Result<Skb> {
+        if !self.can_start_chain() {
+            return Err(EINVAL);
+        }
+        let start = u32::try_from(self.offset).map_err(|_| EINVAL)?;
+        // SAFETY: The buffer is valid for the chunk's lifetime (`new`) and holds data from
+        // `offset`; cloning it under the read that lends it is allowed.
+        let skb = unsafe { b::kcmrs_skb_chain_start(self.skb.cast_mut(), start, ctx.atomic()) };
+        // INVARIANT: A new chain is ours alone, on no list.
+        core::ptr::NonNull::new(skb).map(Skb).ok_or(ENOMEM)
     }
 
     /// The `len` bytes from `from` as a message of their own that shares the received buffer's

@@ -437,6 +437,48 @@ TEST_F(kcm, queued_messages_keep_their_bytes)
 			TH_LOG("message %u", read);
 }
 
+/*
+ * Large messages written in many separate segments (TCP_NODELAY, one write
+ * per piece): messages that share the data of the buffers they span, and ones
+ * in more pieces than that is done for, which are copied from some piece on.
+ * Each is peeked, then received (SOCK_SEQPACKET: in parts), and checked.
+ */
+TEST_F(kcm, large_messages_in_many_segments)
+{
+	static const size_t payloads[] = { 1500, 20000, 65000, 3000, 9000, 1024 };
+	static const size_t pieces[] = { 1000, 7000, 100, 2999, 64, 4096 };
+	const unsigned int n = sizeof(payloads) / sizeof(payloads[0]);
+	unsigned char part[1000];
+
+	for (unsigned int seq = 0; seq < n; seq++) {
+		size_t len = make_frame(self->buf, seq, payloads[seq]);
+
+		for (size_t off = 0; off < len; off += pieces[seq]) {
+			size_t piece = len - off < pieces[seq] ? len - off : pieces[seq];
+
+			ASSERT_EQ(0, write_all(self->tcp[1], self->buf + off, piece));
+			if (off / pieces[seq] % 8 == 7)
+				usleep(1000);
+		}
+	}
+	for (unsigned int seq = 0; seq < n; seq++) {
+		size_t len = payloads[seq] + 4;
+
+		memset(self->buf, 0, len);
+		ASSERT_EQ((int)len, recv_msg(self->kcm, self->buf, sizeof(self->buf), MSG_PEEK));
+		ASSERT_TRUE(check_frame(self->buf, len, seq)) TH_LOG("peek %u", seq);
+		memset(self->buf, 0, len);
+		if (variant->type == SOCK_SEQPACKET) {
+			ASSERT_EQ(0, recv_in_parts(self->kcm, part, sizeof(part), self->buf, len))
+				TH_LOG("message %u", seq);
+		} else {
+			ASSERT_EQ((int)len, recv_msg(self->kcm, self->buf, sizeof(self->buf), 0));
+		}
+		ASSERT_TRUE(check_frame(self->buf, len, seq)) TH_LOG("message %u", seq);
+	}
+	ASSERT_EQ(-EAGAIN, recv_msg(self->kcm, part, sizeof(part), MSG_DONTWAIT));
+}
+
 TEST_F(kcm, large_message_beyond_the_send_buffer)
 {
 	int sndbuf = 4096;
