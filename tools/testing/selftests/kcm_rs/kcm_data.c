@@ -478,6 +478,9 @@ TEST_F(kcm, large_messages_in_many_segments)
 	}
 	ASSERT_EQ(-EAGAIN, recv_msg(self->kcm, part, sizeof(part), MSG_DONTWAIT));
 }
+/* As short_buffer: net/kcm's SOCK_SEQPACKET reads in parts. */
+XFAIL_FOR_C(kcm, ipv4_seqpacket, large_messages_in_many_segments);
+XFAIL_FOR_C(kcm, ipv6_seqpacket, large_messages_in_many_segments);
 
 TEST_F(kcm, large_message_beyond_the_send_buffer)
 {
