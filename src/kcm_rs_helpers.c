@@ -365,39 +365,11 @@ struct kcmrs_rx_cb *kcmrs_skb_rx_cb(struct sk_buff *skb)
 }
 
 /*
- * The len bytes of skb (a received buffer lent to a read actor) from start, as a message that
- * shares the buffer's data. The clone is charged its share of the buffer's memory, so the
- * messages cut from one buffer together are charged about what it was.
+ * A clone of skb (a received buffer lent to a read actor) for a message that takes used bytes
+ * of it. The clone is charged its share of the buffer's memory, so the messages cut from one
+ * buffer together are charged about what it was.
  */
-struct sk_buff *kcmrs_skb_clone_window(struct sk_buff *skb, unsigned int start, unsigned int len,
-				       bool atomic)
-{
-	struct sk_buff *clone;
-	struct kcmrs_rx_cb *cb;
-	u64 share;
-
-	if (WARN_ON_ONCE(!len || start > skb->len || len > skb->len - start))
-		return NULL;
-	clone = skb_clone(skb, kcmrs_rx_gfp(atomic));
-	if (!clone)
-		return NULL;
-	share = div_u64((u64)skb->truesize * len, skb->len);
-	clone->truesize = SKB_DATA_ALIGN(sizeof(struct sk_buff)) + max_t(u64, share, len);
-	cb = kcmrs_skb_rx_cb(clone);
-	cb->offset = 0;
-	cb->start = start;
-	cb->len = len;
-	cb->chain = 0;
-	return clone;
-}
-
-/*
- * A message that spans received buffers: an empty buffer whose frag_list holds clones of them,
- * each charged its share as in kcmrs_skb_clone_window. Every member but the last adds all of
- * its data; the message is the rx_cb len bytes from rx_cb start of their concatenation, which
- * is what skb_copy_datagram_iter and skb_splice_bits walk.
- */
-static struct sk_buff *kcmrs_chain_member(struct sk_buff *skb, unsigned int used, gfp_t gfp)
+static struct sk_buff *kcmrs_clone_share(struct sk_buff *skb, unsigned int used, gfp_t gfp)
 {
 	struct sk_buff *clone = skb_clone(skb, gfp);
 	u64 share;
@@ -407,6 +379,44 @@ static struct sk_buff *kcmrs_chain_member(struct sk_buff *skb, unsigned int used
 	share = div_u64((u64)skb->truesize * used, skb->len);
 	clone->truesize = SKB_DATA_ALIGN(sizeof(struct sk_buff)) + max_t(u64, share, used);
 	return clone;
+}
+
+/* The len bytes of skb from start, as a message that shares the buffer's data. */
+struct sk_buff *kcmrs_skb_clone_window(struct sk_buff *skb, unsigned int start, unsigned int len,
+				       bool atomic)
+{
+	struct sk_buff *clone;
+	struct kcmrs_rx_cb *cb;
+
+	if (WARN_ON_ONCE(!len || start > skb->len || len > skb->len - start))
+		return NULL;
+	clone = kcmrs_clone_share(skb, len, kcmrs_rx_gfp(atomic));
+	if (!clone)
+		return NULL;
+	cb = kcmrs_skb_rx_cb(clone);
+	cb->offset = 0;
+	cb->start = start;
+	cb->len = len;
+	cb->chain = 0;
+	return clone;
+}
+
+/*
+ * A message that spans received buffers: an empty buffer whose frag_list holds shared clones
+ * of them (kcmrs_clone_share). Every member but the last adds all of its data; the message is
+ * the rx_cb len bytes from rx_cb start of their concatenation, which is what
+ * skb_copy_datagram_iter and skb_splice_bits walk.
+ */
+static void kcmrs_chain_link(struct sk_buff *chain, struct sk_buff *member)
+{
+	struct sk_buff **tail = &skb_shinfo(chain)->frag_list;
+
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = member;
+	chain->len += member->len;
+	chain->data_len += member->len;
+	chain->truesize += member->truesize;
 }
 
 struct sk_buff *kcmrs_skb_chain_start(struct sk_buff *skb, unsigned int start, bool atomic)
@@ -420,15 +430,12 @@ struct sk_buff *kcmrs_skb_chain_start(struct sk_buff *skb, unsigned int start, b
 	chain = alloc_skb(0, gfp);
 	if (!chain)
 		return NULL;
-	member = kcmrs_chain_member(skb, skb->len - start, gfp);
+	member = kcmrs_clone_share(skb, skb->len - start, gfp);
 	if (!member) {
 		kfree_skb(chain);
 		return NULL;
 	}
-	skb_shinfo(chain)->frag_list = member;
-	chain->len += member->len;
-	chain->data_len += member->len;
-	chain->truesize += member->truesize;
+	kcmrs_chain_link(chain, member);
 	cb = kcmrs_skb_rx_cb(chain);
 	cb->offset = 0;
 	cb->start = start;
@@ -440,20 +447,15 @@ struct sk_buff *kcmrs_skb_chain_start(struct sk_buff *skb, unsigned int start, b
 int kcmrs_skb_chain_extend(struct sk_buff *chain, struct sk_buff *skb, unsigned int used,
 			   bool atomic)
 {
-	struct sk_buff *member, *last;
+	struct sk_buff *member;
 
 	/* Only a chain of ours is extended, never a clone's shared frag_list. */
 	if (WARN_ON_ONCE(!used || used > skb->len || !kcmrs_skb_rx_cb(chain)->chain))
 		return -EINVAL;
-	member = kcmrs_chain_member(skb, used, kcmrs_rx_gfp(atomic));
+	member = kcmrs_clone_share(skb, used, kcmrs_rx_gfp(atomic));
 	if (!member)
 		return -ENOMEM;
-	for (last = skb_shinfo(chain)->frag_list; last->next; last = last->next)
-		;
-	last->next = member;
-	chain->len += member->len;
-	chain->data_len += member->len;
-	chain->truesize += member->truesize;
+	kcmrs_chain_link(chain, member);
 	kcmrs_skb_rx_cb(chain)->len += used;
 	return 0;
 }
