@@ -291,6 +291,153 @@ TEST_F(tls, corrupted_record_breaks_psock)
 	close(attached[1]);
 }
 
+/* Sends one TLS record of @type (kernel TLS frames and encrypts it). */
+static ssize_t send_record(int fd, unsigned char type, const void *data, size_t len)
+{
+	char control[CMSG_SPACE(sizeof(type))] = { 0 };
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = control, .msg_controllen = sizeof(control),
+	};
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+	cmsg->cmsg_level = SOL_TLS;
+	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(type));
+	memcpy(CMSG_DATA(cmsg), &type, sizeof(type));
+	return sendmsg(fd, &msg, 0);
+}
+
+/* Receives one TLS record; its type goes to @type. */
+static ssize_t recv_record(int fd, unsigned char *type, void *data, size_t len)
+{
+	char control[CMSG_SPACE(sizeof(*type))] = { 0 };
+	struct iovec iov = { .iov_base = data, .iov_len = len };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = control, .msg_controllen = sizeof(control),
+	};
+	struct cmsghdr *cmsg;
+	ssize_t n = recvmsg(fd, &msg, 0);
+
+	*type = 0;
+	cmsg = CMSG_FIRSTHDR(&msg);
+	if (n >= 0 && cmsg && cmsg->cmsg_level == SOL_TLS &&
+	    cmsg->cmsg_type == TLS_GET_RECORD_TYPE)
+		memcpy(type, CMSG_DATA(cmsg), sizeof(*type));
+	return n;
+}
+
+/* TLS record (content) types. */
+#define TLS_RECORD_ALERT 21
+#define TLS_RECORD_DATA 23
+
+/*
+ * A record that is not application data (here an alert) cannot be part of a
+ * message: the messages before it arrive, EINVAL is posted on the TLS socket
+ * and the psock stops there. Nothing is lost: after unattach the application
+ * reads the alert itself, with its record type, and then the data behind it.
+ */
+TEST_F(tls, alert_record_stops_psock_and_stays_readable)
+{
+	static const unsigned char alert[2] = { 1, 0 }; /* warning, close_notify */
+	unsigned char type;
+	char text[4096];
+	int err = 0;
+	size_t n;
+
+	ASSERT_EQ(0, kcm_attach(self->kcm, self->fds[0], self->bpf));
+	n = make_frame(buf, 0, 300);
+	ASSERT_EQ(n, send(self->fds[1], buf, n, 0));
+	ASSERT_EQ(sizeof(alert), send_record(self->fds[1], TLS_RECORD_ALERT, alert, sizeof(alert)));
+	n = make_frame(buf, 1, 500);
+	ASSERT_EQ(n, send(self->fds[1], buf, n, 0));
+
+	ASSERT_EQ(1, wait_readable(self->kcm, 20000));
+	n = recv(self->kcm, buf, sizeof(buf), 0);
+	ASSERT_EQ(304, n);
+	ASSERT_TRUE(check_frame(buf, n, 0));
+	for (int i = 0; i < 200 && !(err = sockopt_int(self->fds[0], SOL_SOCKET, SO_ERROR)); i++)
+		usleep(50000);
+	EXPECT_EQ(EINVAL, err);
+	ASSERT_EQ(0, nonblocking(self->kcm));
+	EXPECT_EQ(0, wait_readable(self->kcm, 500));
+	EXPECT_EQ(-1, recv(self->kcm, buf, sizeof(buf), 0));
+	EXPECT_EQ(EAGAIN, errno);
+	ASSERT_LT(0, read_file("/proc/net/kcm", text, sizeof(text)));
+	EXPECT_NE(NULL, strstr(text, "RxStop")) TH_LOG("%s", text);
+
+	ASSERT_EQ(0, kcm_unattach(self->kcm, self->fds[0]));
+	ASSERT_EQ(sizeof(alert), recv_record(self->fds[0], &type, buf, sizeof(buf)));
+	EXPECT_EQ(TLS_RECORD_ALERT, type);
+	EXPECT_EQ(0, memcmp(buf, alert, sizeof(alert)));
+	n = recv_record(self->fds[0], &type, buf, sizeof(buf));
+	ASSERT_EQ(504, n);
+	EXPECT_EQ(TLS_RECORD_DATA, type);
+	EXPECT_TRUE(check_frame(buf, n, 1));
+}
+
+#define TLS_RECORD_HANDSHAKE 22
+#define TLS_HANDSHAKE_KEY_UPDATE 24
+
+/*
+ * A TLS 1.3 KeyUpdate from the peer stops the psock like any record that is
+ * not data: the messages before it arrive and EINVAL is posted. The
+ * application unattaches, reads the KeyUpdate, installs the peer's new key and
+ * attaches again; the messages the peer sent under the new key then arrive.
+ */
+TEST_F(tls, key_update_then_reattach_with_the_new_key)
+{
+	/* KeyUpdate, 1 byte of body: update_not_requested. */
+	static const unsigned char key_update[5] = { TLS_HANDSHAKE_KEY_UPDATE, 0, 0, 1, 0 };
+	const unsigned char new_seed = SEED_FROM_PEER + 0x20;
+	union tls_crypto c;
+	unsigned char type;
+	socklen_t len;
+	int err = 0;
+	size_t n;
+
+	if (variant->version != TLS_1_3_VERSION)
+		SKIP(return, "KeyUpdate is TLS 1.3");
+	ASSERT_EQ(0, kcm_attach(self->kcm, self->fds[0], self->bpf));
+	n = make_frame(buf, 0, 300);
+	ASSERT_EQ(n, send(self->fds[1], buf, n, 0));
+	ASSERT_EQ(sizeof(key_update), send_record(self->fds[1], TLS_RECORD_HANDSHAKE, key_update,
+						  sizeof(key_update)));
+	len = tls_keys(&c, variant->version, variant->cipher, new_seed);
+	ASSERT_EQ(0, setsockopt(self->fds[1], SOL_TLS, TLS_TX, &c, len));
+	n = make_frame(buf, 1, 700);
+	ASSERT_EQ(n, send(self->fds[1], buf, n, 0));
+
+	ASSERT_EQ(1, wait_readable(self->kcm, 20000));
+	n = recv(self->kcm, buf, sizeof(buf), 0);
+	ASSERT_EQ(304, n);
+	ASSERT_TRUE(check_frame(buf, n, 0));
+	for (int i = 0; i < 200 && !(err = sockopt_int(self->fds[0], SOL_SOCKET, SO_ERROR)); i++)
+		usleep(50000);
+	EXPECT_EQ(EINVAL, err);
+	ASSERT_EQ(0, nonblocking(self->kcm));
+	EXPECT_EQ(0, wait_readable(self->kcm, 500));
+
+	ASSERT_EQ(0, kcm_unattach(self->kcm, self->fds[0]));
+	ASSERT_EQ(sizeof(key_update), recv_record(self->fds[0], &type, buf, sizeof(buf)));
+	EXPECT_EQ(TLS_RECORD_HANDSHAKE, type);
+	EXPECT_EQ(0, memcmp(buf, key_update, sizeof(key_update)));
+	/* Nothing more is read under the old key. */
+	ASSERT_EQ(0, nonblocking(self->fds[0]));
+	EXPECT_EQ(-1, recv(self->fds[0], buf, sizeof(buf), 0));
+	EXPECT_EQ(EKEYEXPIRED, errno);
+	len = tls_keys(&c, variant->version, variant->cipher, new_seed);
+	ASSERT_EQ(0, setsockopt(self->fds[0], SOL_TLS, TLS_RX, &c, len));
+
+	ASSERT_EQ(0, kcm_attach(self->kcm, self->fds[0], self->bpf));
+	ASSERT_EQ(1, wait_readable(self->kcm, 20000));
+	n = recv(self->kcm, buf, sizeof(buf), 0);
+	ASSERT_EQ(704, n);
+	EXPECT_TRUE(check_frame(buf, n, 1));
+}
+
 /*
  * A TLS, a TCP and an MPTCP psock on one multiplexor: messages from all three
  * arrive whole, and sends spread over all three.
