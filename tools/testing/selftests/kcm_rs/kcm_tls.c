@@ -208,6 +208,34 @@ TEST_F(tls, half_configured_refused)
 	EXPECT_EQ(0, kcm_attach(self->kcm, self->fds[0], self->bpf));
 }
 
+/*
+ * The message @seq with @payload bytes arrives on @kcm, then an error is
+ * posted on the attached socket @fd and its psock stops: nothing more arrives
+ * (@kcm is left non-blocking) and /proc/net/kcm says RxStop. Returns the error
+ * (SO_ERROR, which clears it; 0 if none came within 10 s), or -1 if the
+ * message did not come whole, -2 if more came, -3 if the psock is not stopped.
+ */
+static int message_then_psock_stops(int kcm, int fd, unsigned int seq, size_t payload)
+{
+	char text[4096];
+	ssize_t n;
+	int err = 0;
+
+	if (wait_readable(kcm, 20000) != 1)
+		return -1;
+	n = recv(kcm, buf, sizeof(buf), 0);
+	if (n != payload + 4 || !check_frame(buf, n, seq))
+		return -1;
+	for (int i = 0; i < 200 && !(err = sockopt_int(fd, SOL_SOCKET, SO_ERROR)); i++)
+		usleep(50000);
+	if (nonblocking(kcm) || wait_readable(kcm, 500) != 0 ||
+	    recv(kcm, buf, sizeof(buf), 0) != -1 || errno != EAGAIN)
+		return -2;
+	if (read_file("/proc/net/kcm", text, sizeof(text)) <= 0 || !strstr(text, "RxStop"))
+		return -3;
+	return err;
+}
+
 /* Copies TLS records from @from to @to; flips a byte in the body of record @bad (1-based). */
 struct relay {
 	int from, to, records, bad;
@@ -242,10 +270,9 @@ static void *relay_records(void *arg)
  */
 TEST_F(tls, corrupted_record_breaks_psock)
 {
-	int peer[2], attached[2], err = 0;
+	int peer[2], attached[2];
 	struct relay r;
 	pthread_t relay;
-	char text[4096];
 	void *ret;
 	size_t n;
 
@@ -266,20 +293,7 @@ TEST_F(tls, corrupted_record_breaks_psock)
 	ASSERT_EQ(0, pthread_join(relay, &ret));
 	ASSERT_EQ(NULL, ret);
 
-	ASSERT_EQ(1, wait_readable(self->kcm, 20000));
-	n = recv(self->kcm, buf, sizeof(buf), 0);
-	ASSERT_EQ(204, n);
-	ASSERT_TRUE(check_frame(buf, n, 0));
-	/* SO_ERROR reads and clears the error. */
-	for (int i = 0; i < 200 && !(err = sockopt_int(attached[0], SOL_SOCKET, SO_ERROR)); i++)
-		usleep(50000);
-	EXPECT_EQ(EBADMSG, err);
-	ASSERT_EQ(0, nonblocking(self->kcm));
-	EXPECT_EQ(0, wait_readable(self->kcm, 500));
-	EXPECT_EQ(-1, recv(self->kcm, buf, sizeof(buf), 0));
-	EXPECT_EQ(EAGAIN, errno);
-	ASSERT_LT(0, read_file("/proc/net/kcm", text, sizeof(text)));
-	EXPECT_NE(NULL, strstr(text, "RxStop")) TH_LOG("%s", text);
+	EXPECT_EQ(EBADMSG, message_then_psock_stops(self->kcm, attached[0], 0, 200));
 	/* Sends do not go out on the broken psock either. */
 	n = make_frame(buf, 9, 10);
 	EXPECT_EQ(-1, send(self->kcm, buf, n, MSG_DONTWAIT));
@@ -343,8 +357,6 @@ TEST_F(tls, alert_record_stops_psock_and_stays_readable)
 {
 	static const unsigned char alert[2] = { 1, 0 }; /* warning, close_notify */
 	unsigned char type;
-	char text[4096];
-	int err = 0;
 	size_t n;
 
 	ASSERT_EQ(0, kcm_attach(self->kcm, self->fds[0], self->bpf));
@@ -354,19 +366,7 @@ TEST_F(tls, alert_record_stops_psock_and_stays_readable)
 	n = make_frame(buf, 1, 500);
 	ASSERT_EQ(n, send(self->fds[1], buf, n, 0));
 
-	ASSERT_EQ(1, wait_readable(self->kcm, 20000));
-	n = recv(self->kcm, buf, sizeof(buf), 0);
-	ASSERT_EQ(304, n);
-	ASSERT_TRUE(check_frame(buf, n, 0));
-	for (int i = 0; i < 200 && !(err = sockopt_int(self->fds[0], SOL_SOCKET, SO_ERROR)); i++)
-		usleep(50000);
-	EXPECT_EQ(EINVAL, err);
-	ASSERT_EQ(0, nonblocking(self->kcm));
-	EXPECT_EQ(0, wait_readable(self->kcm, 500));
-	EXPECT_EQ(-1, recv(self->kcm, buf, sizeof(buf), 0));
-	EXPECT_EQ(EAGAIN, errno);
-	ASSERT_LT(0, read_file("/proc/net/kcm", text, sizeof(text)));
-	EXPECT_NE(NULL, strstr(text, "RxStop")) TH_LOG("%s", text);
+	EXPECT_EQ(EINVAL, message_then_psock_stops(self->kcm, self->fds[0], 0, 300));
 
 	ASSERT_EQ(0, kcm_unattach(self->kcm, self->fds[0]));
 	ASSERT_EQ(sizeof(alert), recv_record(self->fds[0], &type, buf, sizeof(buf)));
@@ -395,7 +395,6 @@ TEST_F(tls, key_update_then_reattach_with_the_new_key)
 	union tls_crypto c;
 	unsigned char type;
 	socklen_t len;
-	int err = 0;
 	size_t n;
 
 	if (variant->version != TLS_1_3_VERSION)
@@ -410,15 +409,7 @@ TEST_F(tls, key_update_then_reattach_with_the_new_key)
 	n = make_frame(buf, 1, 700);
 	ASSERT_EQ(n, send(self->fds[1], buf, n, 0));
 
-	ASSERT_EQ(1, wait_readable(self->kcm, 20000));
-	n = recv(self->kcm, buf, sizeof(buf), 0);
-	ASSERT_EQ(304, n);
-	ASSERT_TRUE(check_frame(buf, n, 0));
-	for (int i = 0; i < 200 && !(err = sockopt_int(self->fds[0], SOL_SOCKET, SO_ERROR)); i++)
-		usleep(50000);
-	EXPECT_EQ(EINVAL, err);
-	ASSERT_EQ(0, nonblocking(self->kcm));
-	EXPECT_EQ(0, wait_readable(self->kcm, 500));
+	EXPECT_EQ(EINVAL, message_then_psock_stops(self->kcm, self->fds[0], 0, 300));
 
 	ASSERT_EQ(0, kcm_unattach(self->kcm, self->fds[0]));
 	ASSERT_EQ(sizeof(key_update), recv_record(self->fds[0], &type, buf, sizeof(buf)));
