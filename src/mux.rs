@@ -5,9 +5,12 @@
 //!
 //! Receive steering: a whole message goes to one member that can receive (not
 //! KCM_RECV_DISABLE): first one with a waiting reader and nothing queued, otherwise the next,
-//! round robin, whose receive buffer has room. With no such member the message stays with its
-//! psock, which stops reading, or (requeued from a closing or disabled socket) in the
-//! multiplexor's hold queue, until room appears.
+//! round robin, whose receive buffer has room. The messages that follow in the same receive
+//! run of a psock (they arrived together) go to that member too while it has room
+//! ([`RunReceiver`]): one reader wakes for them, and takes them one after the other without
+//! sleeping, instead of each waking a reader of its own (a context switch each). With no member
+//! that can take it, the message stays with its psock, which stops reading, or (requeued from a
+//! closing or disabled socket) in the multiplexor's hold queue, until room appears.
 //!
 //! A psock hands over several messages of one run of its receive work together: one round trip
 //! of the multiplexor's lock, and one wake-up per KCM socket that got messages, made after the
@@ -61,6 +64,16 @@ impl Wakeups {
     }
 }
 
+/// The member that got the messages of a psock's receive run so far: the next ones go to it
+/// while it has room. (net/kcm likewise reserves one socket for each read of a psock.) A run
+/// that can spread its messages no further than one socket's receive buffer: a reader that
+/// wants fewer messages queued on its socket at a time sets a smaller SO_RCVBUF.
+#[derive(Default)]
+pub(crate) struct RunReceiver {
+    /// The member's index; it may have left since.
+    index: Option<u32>,
+}
+
 /// One KCM socket as the multiplexor sees it.
 struct Member {
     /// Index of the socket in the multiplexor, as shown in /proc/net/kcm: the lowest free one.
@@ -100,6 +113,17 @@ impl MuxState {
 
     /// The member the next message goes to, if any can receive.
     fn pick_receiver(&mut self) -> Option<KcmSk> {
+        self.pick_position().map(|pos| self.members[pos].sk)
+    }
+
+    /// The member with `index`, if it can take one more message.
+    fn receiver_with_room(&self, index: u32) -> Option<KcmSk> {
+        let member = &self.members[self.find_member(index)?];
+        (!member.recv_disabled && member.sk.has_room()).then_some(member.sk)
+    }
+
+    /// Where in `members` the member the next message goes to is, if any can receive.
+    fn pick_position(&mut self) -> Option<usize> {
         let n = self.members.len();
         let eligible = |m: &Member| !m.recv_disabled;
         let order = (0..n).map(|i| (self.next_rx + i) % n);
@@ -115,7 +139,7 @@ impl MuxState {
                     .find(|&i| eligible(&self.members[i]) && self.members[i].sk.has_room())
             })?;
         self.next_rx = (pick + 1) % n;
-        Some(self.members[pick].sk)
+        Some(pick)
     }
 
     /// Hands held messages to members while they can take them.
@@ -386,9 +410,16 @@ impl Mux {
     }
 
     /// Hands whole messages from `psock`, oldest first, to members, and wakes their readers
-    /// once the lock is released. Returns whether all were taken. Those no member can take stay
-    /// in `msgs`, and the psock's receive work is queued again once room appears.
-    pub(crate) fn deliver(&self, msgs: &mut KVec<Skb>, psock: &Arc<Psock>) -> bool {
+    /// once the lock is released. `run` is the member that got the earlier messages of the
+    /// psock's receive run; it gets these too while it has room. Returns whether all were
+    /// taken. Those no member can take stay in `msgs`, and the psock's receive work is queued
+    /// again once room appears.
+    pub(crate) fn deliver(
+        &self,
+        msgs: &mut KVec<Skb>,
+        psock: &Arc<Psock>,
+        run: &mut RunReceiver,
+    ) -> bool {
         if msgs.is_empty() {
             return true;
         }
@@ -398,7 +429,12 @@ impl Mux {
         // Held messages are older: while some wait, newer ones wait behind them.
         if st.held.is_empty() {
             while !msgs.is_empty() {
-                let Some(sk) = self.pick_receiver_or_want_room(&mut st) else {
+                let same = run.index.and_then(|index| st.receiver_with_room(index));
+                let Some(sk) = same.or_else(|| {
+                    let pos = self.pick_position_or_want_room(&mut st)?;
+                    run.index = Some(st.members[pos].index);
+                    Some(st.members[pos].sk)
+                }) else {
                     break;
                 };
                 let Ok(msg) = msgs.remove(0) else {
@@ -418,19 +454,19 @@ impl Mux {
         all_taken
     }
 
-    /// The member the next message goes to. With none, the multiplexor notes that room is
-    /// wanted and looks once more: a reader that freed room in between either is seen here or
-    /// sees `room_wanted` ([`Mux::message_consumed`]).
-    fn pick_receiver_or_want_room(&self, st: &mut MuxState) -> Option<KcmSk> {
-        st.pick_receiver().or_else(|| {
+    /// Where the member the next message goes to is. With none, the multiplexor notes that
+    /// room is wanted and looks once more: a reader that freed room in between either is seen
+    /// here or sees `room_wanted` ([`Mux::message_consumed`]).
+    fn pick_position_or_want_room(&self, st: &mut MuxState) -> Option<usize> {
+        st.pick_position().or_else(|| {
             self.room_wanted.store(true, Relaxed);
             smp_mb();
-            st.pick_receiver()
+            st.pick_position()
         })
     }
 
     /// Held messages may be left after a change of members: note that room is wanted, then
-    /// hand over what fits now (see [`Mux::pick_receiver_or_want_room`]).
+    /// hand over what fits now (see [`Mux::pick_position_or_want_room`]).
     fn note_held(&self, st: &mut MuxState) {
         if st.held.is_empty() {
             return;
@@ -459,7 +495,7 @@ impl Mux {
     /// for room does that cost a round trip of the multiplexor's lock.
     pub(crate) fn message_consumed(&self) {
         // Orders the freed receive memory before the look at `room_wanted`; pairs with the
-        // barrier in `pick_receiver_or_want_room` and `note_held`.
+        // barrier in `pick_position_or_want_room` and `note_held`.
         smp_mb();
         if self.room_wanted.load(Relaxed) {
             self.room_available();

@@ -10,7 +10,8 @@
 //! queues the psock's receive work, which reads under `lock_sock`. Either way the bytes go
 //! through the [`Framer`]; the first whole message of a run goes to the multiplexor at once (a
 //! reader may be waiting for just that reply), the following ones, up to [`RX_BATCH`], together
-//! (one round trip of the multiplexor's lock and one wake-up per KCM socket for the batch).
+//! (one round trip of the multiplexor's lock and one wake-up per KCM socket for the batch). The
+//! messages of one run go to the KCM socket the first went to while it has room.
 //! When no KCM socket can take a message, the psock keeps it and stops reading, so TCP flow
 //! control pushes back on the peer; the multiplexor queues the work again when room appears.
 //!
@@ -23,7 +24,7 @@ use crate::ffi::skb::{AllocContext, Skb};
 use crate::ffi::stream::{AttachedGuard, AttachedStream, SoftirqLocked, StreamSocket};
 use crate::ffi::workqueue;
 use crate::framer::{Framer, StreamError};
-use crate::mux::Mux;
+use crate::mux::{Mux, RunReceiver};
 use crate::stats::PsockStats;
 use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
@@ -305,7 +306,8 @@ impl Psock {
         }
         // Messages an earlier run could not hand over go first; while some are left, nothing
         // more is read.
-        if !self.mux.deliver(&mut rx.assembled, self) {
+        let mut run = RunReceiver::default();
+        if !self.mux.deliver(&mut rx.assembled, self, &mut run) {
             return;
         }
         let ctx = rx.alloc_context();
@@ -348,7 +350,7 @@ impl Psock {
                             // just this one (request/response).
                             if !delivered_any {
                                 delivered_any = true;
-                                stalled = !self.mux.deliver(&mut rx.assembled, self);
+                                stalled = !self.mux.deliver(&mut rx.assembled, self, &mut run);
                             }
                         }
                         fed.used
@@ -360,7 +362,7 @@ impl Psock {
                 }
             });
             // The messages before a failure go to readers too.
-            let all_taken = !stalled && self.mux.deliver(&mut rx.assembled, self);
+            let all_taken = !stalled && self.mux.deliver(&mut rx.assembled, self, &mut run);
             if let Some(e) = failure {
                 // (A failing actor stops the read, so the read itself did not fail.)
                 self.break_stream(&mut rx, Break::Parse(e));

@@ -557,6 +557,86 @@ TEST_F(kcm, recv_disable_steers_to_siblings)
 	close(other);
 }
 
+/* Writes frames 0..n-1 of @payload bytes each to @fd in one write: one TCP segment. */
+static int write_frames_together(int fd, unsigned char *buf, unsigned int n, size_t payload)
+{
+	size_t len = 0;
+
+	for (unsigned int seq = 0; seq < n; seq++)
+		len += make_frame(buf + len, seq, payload);
+	return write_all(fd, buf, len);
+}
+
+/*
+ * Messages that arrive together go to one KCM socket while it has room: one
+ * reader wakes for them, not one per message. Nobody waits in recv here, so
+ * each message would otherwise go round robin to both sockets. (net/kcm, which
+ * reserves one socket for each read of a psock, does the same.)
+ */
+TEST_F(kcm, messages_arriving_together_go_to_one_socket)
+{
+	int socks[2] = { self->kcm, kcm_clone(self->kcm) };
+	struct pollfd p[2] = { { .fd = socks[0], .events = POLLIN },
+			       { .fd = socks[1], .events = POLLIN } };
+	int got_it, len = (int)make_frame(self->buf, 0, 100);
+	struct timeval tv = { .tv_sec = 10 };
+
+	ASSERT_LE(0, socks[1]);
+	ASSERT_EQ(0, setsockopt(socks[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)));
+	ASSERT_EQ(0, write_frames_together(self->tcp[1], self->buf, 8, 100));
+	ASSERT_LT(0, poll(p, 2, 5000));
+	got_it = p[0].revents & POLLIN ? 0 : 1;
+	for (unsigned int seq = 0; seq < 8; seq++) {
+		ASSERT_EQ(len, recv_msg(socks[got_it], self->buf, sizeof(self->buf), 0))
+			TH_LOG("message %u", seq);
+		EXPECT_TRUE(check_frame(self->buf, len, seq));
+	}
+	EXPECT_EQ(-EAGAIN, recv_msg(socks[!got_it], self->buf, sizeof(self->buf),
+				    MSG_DONTWAIT));
+	close(socks[1]);
+}
+
+/*
+ * ... but no further than the socket's receive buffer: with SO_RCVBUF at its
+ * minimum neither socket holds all of them, and the rest go to the other.
+ */
+TEST_F(kcm, messages_arriving_together_spread_when_a_socket_is_full)
+{
+	int socks[2] = { self->kcm, kcm_clone(self->kcm) }, one = 1;
+	unsigned int per_sock[2] = { 0, 0 }, seen = 0, total = 0;
+	int len = (int)make_frame(self->buf, 0, 1000);
+
+	ASSERT_LE(0, socks[1]);
+	for (int s = 0; s < 2; s++)
+		ASSERT_EQ(0, setsockopt(socks[s], SOL_SOCKET, SO_RCVBUF, &one, sizeof(one)));
+	ASSERT_EQ(0, write_frames_together(self->tcp[1], self->buf, 8, 1000));
+	while (total < 8) {
+		struct pollfd p[2] = { { .fd = socks[0], .events = POLLIN },
+				       { .fd = socks[1], .events = POLLIN } };
+
+		ASSERT_LT(0, poll(p, 2, 5000)) TH_LOG("%u of 8 messages", total);
+		for (int s = 0; s < 2; s++) {
+			unsigned int seq;
+
+			if (!(p[s].revents & POLLIN))
+				continue;
+			ASSERT_EQ(len, recv_msg(socks[s], self->buf, sizeof(self->buf),
+						MSG_DONTWAIT));
+			for (seq = 0; seq < 8 && !check_frame(self->buf, len, seq); seq++)
+				;
+			ASSERT_GT(8, seq) TH_LOG("a message that is none of those sent");
+			EXPECT_FALSE(seen & 1u << seq) TH_LOG("message %u twice", seq);
+			seen |= 1u << seq;
+			per_sock[s]++;
+			total++;
+		}
+	}
+	EXPECT_EQ(0xffu, seen);
+	EXPECT_LT(0u, per_sock[0]);
+	EXPECT_LT(0u, per_sock[1]);
+	close(socks[1]);
+}
+
 TEST_F(kcm, slow_reader_loses_nothing)
 {
 	int rcvbuf = 4096;
