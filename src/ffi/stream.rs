@@ -512,14 +512,22 @@ unsafe extern "C" fn read_actor(
             .data
             .cast::<&mut dyn FnMut(&SkbChunk<'_>) -> usize>()
     };
-    // SAFETY: `read_sock` lends `skb` with `len` bytes from `offset` for this call.
-    let chunk = unsafe { SkbChunk::new(skb, offset as usize, len) };
-    let used = actor(&chunk).min(len);
-    if used == 0 {
-        // SAFETY: `desc` is valid for the call.
-        unsafe { (*desc).count = 0 };
+    // The actor takes at most one message a call: it is called again on the rest of the
+    // buffer here, rather than by `read_sock`, which would look the buffer up in the receive
+    // queue again for each message.
+    let mut total = 0;
+    while total < len {
+        // SAFETY: `read_sock` lends `skb` with `len` bytes from `offset` for this call.
+        let chunk = unsafe { SkbChunk::new(skb, offset as usize + total, len - total) };
+        let used = actor(&chunk).min(len - total);
+        if used == 0 {
+            // SAFETY: `desc` is valid for the call.
+            unsafe { (*desc).count = 0 };
+            break;
+        }
+        total += used;
     }
-    used as c_int
+    total as c_int
 }
 
 /// Runs `f` with the psock of `sk`, if the socket still has one. `f` runs after the callback
