@@ -450,6 +450,9 @@ TEST_F(kcm, large_messages_in_many_segments)
 	const unsigned int n = sizeof(payloads) / sizeof(payloads[0]);
 	unsigned char part[1000];
 
+	if (is_c_provider() && variant->type == SOCK_DGRAM)
+		SKIP(return, "net/kcm mis-frames a message that does not start a segment, "
+		     "and here whether one does depends on timing");
 	for (unsigned int seq = 0; seq < n; seq++) {
 		size_t len = make_frame(self->buf, seq, payloads[seq]);
 

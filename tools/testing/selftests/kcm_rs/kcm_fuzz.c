@@ -323,7 +323,9 @@ static void op_unattach(struct fuzzer *f)
 	trace(f, "unattach(%d, fd %d) = %d", kcm, fd, ret);
 	if (ret == 0)
 		atomic_fetch_add(&f->pool->unattached, 1);
-	check(f, "SIOCKCMUNATTACH", ret, 0, 0, EFAULT, ENOENT, EINVAL, ENOTTY, EOPNOTSUPP, COMMON, 0);
+	/* EALREADY: net/kcm, while another unattach of the socket is under way. */
+	check(f, "SIOCKCMUNATTACH", ret, 0, 0, EFAULT, ENOENT, EINVAL, ENOTTY, EOPNOTSUPP, EALREADY,
+	      COMMON, 0);
 }
 
 static void op_tcp(struct fuzzer *f)

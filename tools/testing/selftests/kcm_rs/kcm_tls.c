@@ -11,13 +11,6 @@
 #include "kselftest_harness.h"
 #include "kcm_util.h"
 
-#ifndef SOL_TLS
-#define SOL_TLS 282
-#endif
-#ifndef TCP_ULP
-#define TCP_ULP 31
-#endif
-
 union tls_crypto {
 	struct tls_crypto_info info;
 	struct tls12_crypto_info_aes_gcm_128 gcm128;

@@ -36,11 +36,13 @@ if [ -z "$KCM_TESTS" ] && [ -x "$samples/kcm_echo" ]; then
 		./kcm_echo client 7000 3 3 600; rc=$?; wait; exit $rc; })
 	rc=$?
 	if [ "$KCM_PROVIDER" = c ]; then
-		# net/kcm mis-frames messages that do not start a segment: replies go missing.
+		# net/kcm mis-frames messages that do not start a segment, and whether
+		# a reply starts one depends on timing: the run passes or fails by
+		# chance. Reported, not counted.
 		if [ $rc != 0 ]; then
-			echo "ok - samples/kcm_echo exchange # XFAIL net/kcm mis-frames"; pass=$((pass + 1))
+			echo "ok - samples/kcm_echo exchange # SKIP net/kcm mis-frames (failed this time)"
 		else
-			echo "not ok - samples/kcm_echo exchange # XPASS"; fail=$((fail + 1))
+			echo "ok - samples/kcm_echo exchange # SKIP net/kcm mis-frames (passed this time)"
 		fi
 	elif [ $rc = 0 ]; then
 		echo "ok - samples/kcm_echo exchange"; pass=$((pass + 1))
