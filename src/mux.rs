@@ -90,6 +90,9 @@ struct MuxState {
     members: KVec<Member>,
     /// The attached psocks, sorted by index.
     psocks: KVec<Arc<Psock>>,
+    /// Psocks an unattach has taken out of `psocks` and not finished with (it waits for a
+    /// message being written): another unattach of the same socket gets EALREADY meanwhile.
+    unattaching: KVec<Arc<Psock>>,
     /// Messages that no member could take, oldest first.
     held: KVec<Skb>,
     /// Where the next receive and transmit searches start.
@@ -264,6 +267,7 @@ impl Mux {
                     MuxState {
                         members: KVec::new(),
                         psocks: KVec::new(),
+                        unattaching: KVec::new(),
                         held: KVec::new(),
                         next_rx: 0,
                         next_tx: 0,
@@ -564,15 +568,28 @@ impl Mux {
         Ok(())
     }
 
-    /// Unattaches the psock of the same socket as `stream`; ENOENT when there is none.
+    /// Unattaches the psock of the same socket as `stream`; ENOENT when there is none, EALREADY
+    /// while another unattach of it is under way (as net/kcm).
     pub(crate) fn unattach(&self, stream: &crate::ffi::stream::StreamSocket) -> Result {
-        let mut st = self.state.lock();
-        let pos = st
+        let mut st = self.lock_with_room(|st| &mut st.unattaching, |_| 1)?;
+        let Some(pos) = st
             .psocks
             .iter()
             .position(|p| p.stream().same_socket(stream))
-            .ok_or(ENOENT)?;
+        else {
+            let under_way = st
+                .unattaching
+                .iter()
+                .any(|p| p.stream().same_socket(stream));
+            return Err(if under_way {
+                crate::ffi::errno::ealready()
+            } else {
+                ENOENT
+            });
+        };
         let psock = st.psocks.remove(pos).map_err(|_| ENOENT)?;
+        // Cannot fail: room was made.
+        let _ = st.unattaching.push_within_capacity(psock.clone());
         drop(st);
         if psock.status().reserved {
             self.stats.psock_unattach_rsvd.inc();
@@ -582,6 +599,15 @@ impl Mux {
         // on the socket is finished before the socket is given back.
         psock.wait_tx_idle();
         self.psock_gone(&psock);
+        let mut st = self.state.lock();
+        let done = st
+            .unattaching
+            .iter()
+            .position(|p| Arc::ptr_eq(p, &psock))
+            .and_then(|pos| st.unattaching.remove(pos).ok());
+        drop(st);
+        // Not the last reference (`psock` is one): dropped outside the lock all the same.
+        drop(done);
         Ok(())
     }
 

@@ -34,3 +34,8 @@ pub(crate) fn eproto() -> Error {
 pub(crate) fn eopnotsupp() -> Error {
     from_uapi(b::EOPNOTSUPP)
 }
+
+/// An operation on the socket is already under way.
+pub(crate) fn ealready() -> Error {
+    from_uapi(b::EALREADY)
+}

@@ -523,6 +523,49 @@ TEST(killed_while_waiting_for_buffer_space)
 }
 
 /*
+ * A second unattach of a socket while the first waits for the message being
+ * written on it: EALREADY, the unattach under way (net/kcm's errno for it);
+ * once the first has returned, ENOENT.
+ */
+TEST(second_unattach_while_the_first_waits)
+{
+	static unsigned char big[1 << 21], out[1 << 21];
+	size_t n = make_frame(big, 9, sizeof(big) - 4);
+	pthread_barrier_t go;
+	struct race first = { .go = &go, .result = 1 };
+	struct kcm_conn c;
+	pthread_t thread;
+	int status;
+	pid_t writer;
+
+	SKIP_ON_C("unattach does not wait for the message being written");
+	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
+	conn_shrink(&c);
+	writer = fork_sender(c.kcm, c.tcp[1], big, n);
+	ASSERT_LE(0, writer);
+	usleep(500000);
+	ASSERT_EQ(-1, wait_exit(writer, 0)) TH_LOG("the send did not block");
+	pthread_barrier_init(&go, NULL, 1);
+	first.fd = c.kcm;
+	first.other = c.tcp[0];
+	ASSERT_EQ(0, pthread_create(&thread, NULL, race_unattach, &first));
+	usleep(300000);
+	EXPECT_EQ(1, __atomic_load_n(&first.result, __ATOMIC_SEQ_CST))
+		TH_LOG("the first unattach did not wait");
+	EXPECT_EQ(-EALREADY, kcm_unattach(c.kcm, c.tcp[0]));
+	/* The peer reads: the message ends, and with it the first unattach. */
+	ASSERT_EQ(0, read_all(c.tcp[1], out, n));
+	EXPECT_TRUE(check_frame(out, n, 9));
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	EXPECT_EQ(0, first.result);
+	EXPECT_EQ(-ENOENT, kcm_unattach(c.kcm, c.tcp[0]));
+	status = wait_exit(writer, 10000);
+	EXPECT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	pthread_barrier_destroy(&go);
+	kcm_conn_close(&c);
+}
+
+/*
  * A connection reset while a message is being written on it: the message
  * goes again, whole, on another psock of the multiplexor, and the send
  * succeeds.
