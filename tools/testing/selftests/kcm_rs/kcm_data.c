@@ -852,8 +852,7 @@ TEST_F(kcm, full_stream_send_times_out_without_a_partial_message)
 	int end = variant->type == SOCK_SEQPACKET ? MSG_EOR : 0;
 	size_t len = make_frame(self->buf, 0, 3000);
 
-	if (is_c_provider())
-		SKIP(return, "net/kcm queues the message on the KCM socket instead");
+	SKIP_ON_C("queues the message on the KCM socket instead");
 	ASSERT_EQ(0, setsockopt(self->tcp[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)));
 	ASSERT_EQ(0, setsockopt(self->tcp[1], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)));
 	/* The peer reads nothing: fill the stream until a non-blocking send says EAGAIN. */
@@ -914,8 +913,7 @@ TEST_F(kcm, kcm_sndbuf_bounds_unsent_data)
 	int end = variant->type == SOCK_SEQPACKET ? MSG_EOR : 0;
 	unsigned char in[1100];
 
-	if (is_c_provider())
-		SKIP(return, "net/kcm's SO_SNDBUF bounds its own send queue instead");
+	SKIP_ON_C("its SO_SNDBUF bounds its own send queue instead");
 	ASSERT_EQ(0, setsockopt(self->kcm, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)));
 	n_small = fill_until_eagain(_metadata, self->kcm, end, 0);
 	EXPECT_LE(1, n_small);
@@ -942,8 +940,7 @@ TEST(send_without_psocks_waits_then_eagain)
 	char msg[8] = { 0, 0, 0, 4, 1, 2, 3, 4 };
 
 	ASSERT_LE(0, kcm);
-	if (is_c_provider())
-		SKIP(return, "net/kcm queues messages until a psock is attached (a kcm-rs difference)");
+	SKIP_ON_C("queues messages until a psock is attached (a kcm-rs difference)");
 	errno = 0;
 	EXPECT_EQ(-1, send(kcm, msg, sizeof(msg), MSG_DONTWAIT));
 	EXPECT_EQ(EAGAIN, errno);

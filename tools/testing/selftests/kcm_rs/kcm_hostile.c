@@ -284,8 +284,7 @@ TEST(socket_with_a_ulp_is_refused)
 	ASSERT_EQ(0, tcp_pair(AF_INET, tcp));
 	if (setsockopt(tcp[0], IPPROTO_TCP, TCP_ULP, "tls", sizeof("tls")))
 		SKIP(return, "no TLS ULP: %s", strerror(errno));
-	if (is_c_provider())
-		SKIP(return, "net/kcm attaches it and parses the ULP's stream");
+	SKIP_ON_C("attaches it and parses the ULP's stream");
 	EXPECT_EQ(-EOPNOTSUPP, kcm_attach(kcm, tcp[0], bpf));
 	close(kcm);
 	close(tcp[0]);
@@ -419,8 +418,7 @@ TEST_F_TIMEOUT(long_run, a_million_tiny_messages, 900)
 	pthread_t writer;
 	void *wrote;
 
-	if (is_c_provider())
-		SKIP(return, "net/kcm mis-frames messages that do not start a segment");
+	SKIP_ON_C("mis-frames messages that do not start a segment");
 	ASSERT_EQ(0, kcm_conn_open(&c, SOCK_DGRAM, load_len_prefix_parser()));
 	for (int k = 0; k < 256; k++) {
 		iov[k] = (struct iovec){ .iov_base = bufs[k], .iov_len = sizeof(bufs[k]) };

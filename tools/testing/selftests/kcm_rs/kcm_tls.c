@@ -106,8 +106,7 @@ FIXTURE_VARIANT_ADD(tls, tls13_aes_gcm_256)
 
 FIXTURE_SETUP(tls)
 {
-	if (is_c_provider())
-		SKIP(return, "net/kcm parses the ciphertext of a kernel TLS socket");
+	SKIP_ON_C("parses the ciphertext of a kernel TLS socket");
 	self->kcm = socket(AF_KCM, SOCK_DGRAM, 0);
 	ASSERT_LE(0, self->kcm);
 	self->bpf = load_len_prefix_parser();

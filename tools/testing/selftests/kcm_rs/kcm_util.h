@@ -428,9 +428,11 @@ static inline int is_c_provider(void)
 }
 
 /*
- * A test net/kcm is known to fail (what it does is the reason), in a test the
- * harness cannot mark as an expected failure (TEST(), or a fixture without
- * variants): skipped against net/kcm, so that make check-c lists it.
+ * Skips a test against net/kcm, with what net/kcm does as the reason: a test
+ * of a kcm-rs behaviour net/kcm does not have by design, or one net/kcm is
+ * known to fail where the harness cannot mark an expected failure (TEST(), a
+ * fixture without variants, a result that depends on timing), so that
+ * make check-c lists it.
  */
 #define SKIP_ON_C(reason) \
 	do { \
